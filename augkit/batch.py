@@ -1,0 +1,319 @@
+"""`FeatureBatch`: the values of B items plus the masks that augmentations rewrite."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from augkit.errors import BatchValidationError, UnknownNameError
+from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
+
+TensorLike = torch.Tensor | np.ndarray | list
+
+
+def _frozen_mapping(value: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(eq=False)
+class FeatureBatch:
+    """B items of one schema. Immutable: use `evolve`, `mask_features` or `with_kept`.
+
+    * ``values[name]``: ``LongTensor[B]`` (categorical, ``default_id`` where missing),
+      ``LongTensor[B, max_len]`` (multi-valued, ``padding_id`` where padding) or
+      ``FloatTensor[B, dim]`` (dense, zeros where missing).
+    * ``present``: ``BoolTensor[B, k]``, column j for ``schema.features[j]``; False where the
+      whole feature is masked or missing.
+    * ``kept[name]`` (multi-valued only): ``BoolTensor[B, max_len]``; False for padding and for
+      dropped values.
+
+    Build one from user data with `from_tensors`, which validates everything. The plain
+    constructor checks structure (keys, shapes, dtypes, devices) only, so that augmentations
+    stay free of host syncs.
+    """
+
+    schema: FeatureSchema
+    values: Mapping[str, torch.Tensor] = attrs.field(converter=_frozen_mapping)
+    present: torch.Tensor
+    kept: Mapping[str, torch.Tensor] = attrs.field(converter=_frozen_mapping)
+
+    def __attrs_post_init__(self) -> None:
+        _check_structure(self)
+
+    # -- construction from user data ------------------------------------------------------
+    @classmethod
+    def from_tensors(
+        cls,
+        schema: FeatureSchema,
+        values: Mapping[str, TensorLike],
+        *,
+        present: TensorLike | None = None,
+        device: torch.device | str | None = None,
+    ) -> FeatureBatch:
+        """Validate user data against `schema` and wrap it.
+
+        `values[name]` per feature type:
+
+        * `Categorical`: integer ``[B]``, ids ``0..num_values-1``, ``-1`` for missing.
+        * `MultiCategorical`: integer ``[B, L]`` with ``L <= max_len``, ``-1`` for padding
+          (anywhere in the row); padded to ``max_len``. A bag with no id is missing.
+        * `Dense`: floating ``[B, dim]``, finite.
+
+        `present` (optional ``bool [B, k]``) marks further features as missing.
+        Raises `BatchValidationError` naming the feature, position and value at fault.
+        """
+        unknown = [name for name in values if name not in schema]
+        if unknown:
+            raise UnknownNameError("feature in batch values", unknown[0], schema.names)
+        absent = [name for name in schema.names if name not in values]
+        if absent:
+            raise BatchValidationError(
+                f"batch values lack feature(s) {', '.join(map(repr, absent))}; "
+                f"the schema has {', '.join(schema.names)}"
+            )
+        tensors = {name: _as_tensor(name, values[name], device) for name in schema.names}
+        if device is None:
+            devices = {t.device for t in tensors.values()}
+            if len(devices) > 1:
+                raise BatchValidationError(
+                    "batch values live on several devices: "
+                    + ", ".join(f"{n!r} on {t.device}" for n, t in tensors.items())
+                    + "; pass device=... to move them"
+                )
+        batch_size = _batch_size(tensors)
+        target = next(iter(tensors.values())).device
+        out_values: dict[str, torch.Tensor] = {}
+        kept: dict[str, torch.Tensor] = {}
+        present_columns = []
+        for spec in schema:
+            tensor = tensors[spec.name]
+            if isinstance(spec, Categorical):
+                _check_ids(spec.name, tensor, spec.num_values, ndim=1, what="[B]")
+                missing = tensor == MISSING
+                out_values[spec.name] = torch.where(missing, spec.default_id, tensor).long()
+                present_columns.append(~missing)
+            elif isinstance(spec, MultiCategorical):
+                _check_ids(spec.name, tensor, spec.num_values, ndim=2, what="[B, L]")
+                if tensor.shape[1] > spec.max_len:
+                    raise BatchValidationError(
+                        f"feature {spec.name!r}: bags of length {tensor.shape[1]} exceed "
+                        f"max_len={spec.max_len}"
+                    )
+                tensor = torch.nn.functional.pad(
+                    tensor.long(), (0, spec.max_len - tensor.shape[1]), value=MISSING
+                )
+                is_kept = tensor != MISSING
+                out_values[spec.name] = torch.where(is_kept, tensor, spec.padding_id)
+                kept[spec.name] = is_kept
+                present_columns.append(is_kept.any(dim=1))
+            else:
+                _check_dense(spec, tensor)
+                out_values[spec.name] = tensor
+                present_columns.append(torch.ones(batch_size, dtype=torch.bool, device=target))
+        present_mask = torch.stack(present_columns, dim=1)
+        if present is not None:
+            given = _as_tensor("present", present, target)
+            if given.dtype != torch.bool or tuple(given.shape) != (batch_size, len(schema)):
+                raise BatchValidationError(
+                    f"'present' must be bool [{batch_size}, {len(schema)}], "
+                    f"got {given.dtype} {list(given.shape)}"
+                )
+            present_mask = present_mask & given
+        for spec in schema:
+            if isinstance(spec, Dense):
+                column = present_mask[:, schema.index(spec.name)]
+                out_values[spec.name] = out_values[spec.name] * column.unsqueeze(1)
+        return cls(schema, out_values, present_mask, kept)
+
+    # -- views --------------------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.present.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.present.device
+
+    def is_present(self, name: str) -> torch.Tensor:
+        """``BoolTensor[B]``: where feature `name` is neither masked nor missing."""
+        return self.present[:, self.schema.index(name)]
+
+    def evolve(self, **changes: Any) -> FeatureBatch:
+        """A copy with some of ``values``, ``present``, ``kept`` replaced (tensors are shared)."""
+        return attrs.evolve(self, **changes)
+
+    def mask_features(self, mask: torch.Tensor) -> FeatureBatch:
+        """Mark features as masked where ``mask`` (``BoolTensor[B, k]``) is True."""
+        return self.evolve(present=self.present & ~mask)
+
+    def with_kept(self, kept: Mapping[str, torch.Tensor]) -> FeatureBatch:
+        """Replace the kept masks of some multi-valued features."""
+        return self.evolve(kept={**self.kept, **kept})
+
+    def select(self, index: torch.Tensor) -> FeatureBatch:
+        """The items at ``index`` (``LongTensor[n]`` on the batch's device)."""
+        return FeatureBatch(
+            self.schema,
+            {n: v.index_select(0, index) for n, v in self.values.items()},
+            self.present.index_select(0, index),
+            {n: k.index_select(0, index) for n, k in self.kept.items()},
+        )
+
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> FeatureBatch:
+        """The same batch on `device`."""
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=non_blocking)
+
+        return FeatureBatch(
+            self.schema,
+            {n: move(v) for n, v in self.values.items()},
+            move(self.present),
+            {n: move(k) for n, k in self.kept.items()},
+        )
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """Plain tensors for your own embedding layers, with the reserved ids of `augkit.schema`.
+
+        * categorical: ``LongTensor[B]``; ``default_id`` where not present.
+        * multi-valued: ``LongTensor[B, max_len]``; ``padding_id`` where not kept, and a bag
+          with nothing kept (masked, missing) holds ``default_id`` in position 0.
+        * dense: the vector, zeros where not present.
+        """
+        out: dict[str, torch.Tensor] = {}
+        for j, spec in enumerate(self.schema):
+            value = self.values[spec.name]
+            present = self.present[:, j]
+            if isinstance(spec, Categorical):
+                out[spec.name] = torch.where(present, value, spec.default_id)
+            elif isinstance(spec, MultiCategorical):
+                kept = self.kept[spec.name] & present.unsqueeze(1)
+                ids = torch.where(kept, value, spec.padding_id)
+                empty = ~kept.any(dim=1)
+                ids[:, 0] = torch.where(empty, spec.default_id, ids[:, 0])
+                out[spec.name] = ids
+            else:
+                out[spec.name] = value * present.unsqueeze(1).to(value.dtype)
+        return out
+
+
+def _as_tensor(name: str, data: TensorLike, device: torch.device | str | None) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(data)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise BatchValidationError(f"feature {name!r}: cannot make a tensor of it ({error})") from None
+    return tensor if device is None else tensor.to(device)
+
+
+def _batch_size(tensors: Mapping[str, torch.Tensor]) -> int:
+    sizes = {name: (t.shape[0] if t.ndim else None) for name, t in tensors.items()}
+    distinct = set(sizes.values())
+    if len(distinct) != 1 or None in distinct:
+        raise BatchValidationError(
+            "features disagree on the batch size: "
+            + ", ".join(f"{n!r} has {s if s is not None else 'a scalar'}" for n, s in sizes.items())
+        )
+    return distinct.pop()
+
+
+def _position(mask: torch.Tensor) -> tuple[int, ...]:
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
+def _check_ids(name: str, tensor: torch.Tensor, num_values: int, *, ndim: int, what: str) -> None:
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise BatchValidationError(
+            f"feature {name!r}: ids must be an integer tensor {what}, got dtype {tensor.dtype}"
+        )
+    if tensor.ndim != ndim:
+        raise BatchValidationError(
+            f"feature {name!r}: expected shape {what}, got {list(tensor.shape)}"
+        )
+    bad = (tensor < MISSING) | (tensor >= num_values)
+    if bool(bad.any()):
+        position = _position(bad)
+        raise BatchValidationError(
+            f"feature {name!r}: id {int(tensor[position])} at position {position} is out of range; "
+            f"expected 0..{num_values - 1}, or {MISSING} for missing/padding"
+        )
+
+
+def _check_dense(spec: Dense, tensor: torch.Tensor) -> None:
+    if not tensor.is_floating_point():
+        raise BatchValidationError(
+            f"feature {spec.name!r}: dense values must be floating point, got dtype {tensor.dtype}"
+        )
+    if tensor.ndim != 2 or tensor.shape[1] != spec.dim:
+        raise BatchValidationError(
+            f"feature {spec.name!r}: expected shape [B, {spec.dim}], got {list(tensor.shape)}"
+        )
+    bad = ~torch.isfinite(tensor)
+    if bool(bad.any()):
+        position = _position(bad)
+        raise BatchValidationError(
+            f"feature {spec.name!r}: value {float(tensor[position])} at position {position} "
+            "is not finite"
+        )
+
+
+def _check_structure(batch: FeatureBatch) -> None:
+    """Cheap checks (no host sync) that a batch is internally consistent."""
+    schema = batch.schema
+    if not isinstance(schema, FeatureSchema):
+        raise TypeError(f"FeatureBatch.schema must be a FeatureSchema, got {type(schema).__name__}")
+    present = batch.present
+    if present.dtype != torch.bool or present.ndim != 2 or present.shape[1] != len(schema):
+        raise BatchValidationError(
+            f"'present' must be bool [B, {len(schema)}], got {present.dtype} {list(present.shape)}"
+        )
+    if set(batch.values) != set(schema.names):
+        raise BatchValidationError(
+            f"batch values have features {sorted(batch.values)}, the schema {sorted(schema.names)}"
+        )
+    if set(batch.kept) != set(schema.multi_valued):
+        raise BatchValidationError(
+            f"kept masks are for {sorted(batch.kept)}, the multi-valued features are "
+            f"{sorted(schema.multi_valued)}"
+        )
+    size, device = present.shape[0], present.device
+    for spec in schema:
+        value = batch.values[spec.name]
+        if isinstance(spec, Dense):
+            expected: tuple[int, ...] = (size, spec.dim)
+            dtype_ok = value.is_floating_point()
+        else:
+            expected = (size,) if isinstance(spec, Categorical) else (size, spec.max_len)
+            dtype_ok = value.dtype == torch.int64
+        if tuple(value.shape) != expected or not dtype_ok or value.device != device:
+            raise BatchValidationError(
+                f"feature {spec.name!r}: value tensor is {value.dtype} {list(value.shape)} on "
+                f"{value.device}; expected {list(expected)} on {device}"
+            )
+        if isinstance(spec, MultiCategorical):
+            kept = batch.kept[spec.name]
+            if kept.dtype != torch.bool or tuple(kept.shape) != expected or kept.device != device:
+                raise BatchValidationError(
+                    f"feature {spec.name!r}: kept mask is {kept.dtype} {list(kept.shape)} on "
+                    f"{kept.device}; expected bool {list(expected)} on {device}"
+                )
+
+
+@functools.lru_cache(maxsize=256)
+def column_index(columns: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``LongTensor`` of `columns` on `device`, cached so hot paths copy it to a device once."""
+    return torch.tensor(columns, dtype=torch.long, device=device)
+
+
+def expand_columns(sub: torch.Tensor, columns: tuple[int, ...], num_features: int) -> torch.Tensor:
+    """Place ``sub`` (``BoolTensor[B, len(columns)]``) at `columns` of a ``[B, num_features]``
+    mask that is False elsewhere."""
+    if columns == tuple(range(num_features)):
+        return sub.contiguous()
+    full = torch.zeros(sub.shape[0], num_features, dtype=torch.bool, device=sub.device)
+    return full.index_copy(1, column_index(columns, sub.device), sub.contiguous())

@@ -1,0 +1,49 @@
+"""The exceptions augkit raises. Every message names the feature, plugin, file or key at fault."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AugkitError(Exception):
+    """Base class of every error augkit raises on purpose."""
+
+
+class SchemaError(AugkitError, ValueError):
+    """A feature spec or schema is malformed (bad name, size, duplicate)."""
+
+
+class BatchValidationError(AugkitError, ValueError):
+    """User data does not match the schema: wrong dtype, shape, id range or non-finite value."""
+
+
+class PluginError(AugkitError):
+    """A plugin failed to load or register, or two plugins claim one name."""
+
+
+class UnknownNameError(AugkitError, LookupError):
+    """A name (augmentation, loss, sampler, parameter, config key) is not known."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
+        known = sorted(known)
+        message = f"unknown {what} {name!r}"
+        close = difflib.get_close_matches(name, known, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        message += f" Known: {', '.join(known) if known else '(none)'}."
+        super().__init__(message)
+        self.name = name
+        self.known = tuple(known)
+
+
+class ConfigError(AugkitError, ValueError):
+    """A configuration dict is malformed (missing key, wrong type, bad version)."""
+
+
+def check_known_keys(what: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise `UnknownNameError` for the first key of `given` that is not in `known`."""
+    known = tuple(known)
+    for key in given:
+        if key not in known:
+            raise UnknownNameError(what, key, known)

@@ -1,0 +1,56 @@
+"""Random draws for augmentations: always from an explicit `torch.Generator`.
+
+Draws happen on the generator's device and move to the batch's device. A generator on the
+batch's device avoids the copy; a CPU generator gives the same views on every device.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+Granularity = Literal["example", "batch"]
+GRANULARITIES: tuple[str, ...] = ("example", "batch")
+
+
+def check_generator(generator: object, who: str) -> torch.Generator:
+    """Return `generator` if it is a `torch.Generator`, else raise a TypeError naming `who`."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"{who}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
+            f"got {type(generator).__name__}"
+        )
+    return generator
+
+
+def uniform(
+    batch_size: int,
+    shape: tuple[int, ...],
+    *,
+    granularity: Granularity,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """``FloatTensor[batch_size, *shape]`` of U[0, 1) draws on `device`.
+
+    With ``granularity="batch"`` one draw of `shape` is shared by every example (an expanded
+    view, not a copy).
+    """
+    rows = 1 if granularity == "batch" else batch_size
+    draws = torch.rand((rows, *shape), generator=generator, device=generator.device)
+    return draws.to(device, non_blocking=True).expand(batch_size, *shape)
+
+
+def randint(
+    high: int,
+    batch_size: int,
+    *,
+    granularity: Granularity,
+    generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """``LongTensor[batch_size]`` uniform on ``0 .. high-1`` (one shared draw for "batch")."""
+    rows = 1 if granularity == "batch" else batch_size
+    draws = torch.randint(high, (rows,), generator=generator, device=generator.device)
+    return draws.to(device, non_blocking=True).expand(batch_size)
