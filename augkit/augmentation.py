@@ -27,11 +27,12 @@ class _Configurable:
     """The registry name the config dict uses."""
 
     def params(self) -> dict[str, Any]:
-        """Constructor arguments as plain TOML/JSON-able values; None (a default) is left out."""
+        """Constructor arguments (by their ``__init__`` names) as plain TOML/JSON-able values;
+        None (a default) is left out."""
         return {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in attrs.asdict(self, recurse=False).items()  # type: ignore[arg-type]
-            if value is not None
+            field.alias: list(value) if isinstance(value, tuple) else value
+            for field in attrs.fields(type(self))  # type: ignore[arg-type]
+            if field.init and (value := getattr(self, field.name)) is not None
         }
 
     def to_config(self) -> dict[str, Any]:
@@ -43,6 +44,10 @@ class Augmentation(_Configurable, Generic[Params], abc.ABC):
     """One view in, one view out: ``aug(batch, *, generator) -> FeatureBatch``."""
 
     granularity: str
+    """"example" (a pattern per example) or "batch" (one pattern for the batch)."""
+    changes_values: ClassVar[bool] = False
+    """True for augmentations that write new value tensors (noise, swaps); False promises
+    that only ``present``/``kept`` change and the views share the input's value tensors."""
 
     @abc.abstractmethod
     def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> Params:
@@ -61,6 +66,9 @@ class PairAugmentation(_Configurable, Generic[Params], abc.ABC):
     """One batch in, two views out: ``aug(batch, *, generator) -> (view1, view2)``."""
 
     granularity: str
+    """"example" (a pattern per example) or "batch" (one pattern for the batch)."""
+    changes_values: ClassVar[bool] = False
+    """As for `Augmentation`."""
 
     @abc.abstractmethod
     def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> Params:

@@ -77,7 +77,7 @@ class FeatureBatch:
                 f"batch values lack feature(s) {', '.join(map(repr, absent))}; "
                 f"the schema has {', '.join(schema.names)}"
             )
-        tensors = {name: _as_tensor(name, values[name], device) for name in schema.names}
+        tensors = {n: _as_tensor(f"feature {n!r}", values[n], device) for n in schema.names}
         if device is None:
             devices = {t.device for t in tensors.values()}
             if len(devices) > 1:
@@ -94,19 +94,19 @@ class FeatureBatch:
         for spec in schema:
             tensor = tensors[spec.name]
             if isinstance(spec, Categorical):
-                _check_ids(spec.name, tensor, spec.num_values, ndim=1, what="[B]")
+                tensor = _check_ids(spec.name, tensor, spec.num_values, ndim=1, what="[B]")
                 missing = tensor == MISSING
-                out_values[spec.name] = torch.where(missing, spec.default_id, tensor).long()
+                out_values[spec.name] = torch.where(missing, spec.default_id, tensor)
                 present_columns.append(~missing)
             elif isinstance(spec, MultiCategorical):
-                _check_ids(spec.name, tensor, spec.num_values, ndim=2, what="[B, L]")
+                tensor = _check_ids(spec.name, tensor, spec.num_values, ndim=2, what="[B, L]")
                 if tensor.shape[1] > spec.max_len:
                     raise BatchValidationError(
                         f"feature {spec.name!r}: bags of length {tensor.shape[1]} exceed "
                         f"max_len={spec.max_len}"
                     )
                 tensor = torch.nn.functional.pad(
-                    tensor.long(), (0, spec.max_len - tensor.shape[1]), value=MISSING
+                    tensor, (0, spec.max_len - tensor.shape[1]), value=MISSING
                 )
                 is_kept = tensor != MISSING
                 out_values[spec.name] = torch.where(is_kept, tensor, spec.padding_id)
@@ -118,7 +118,7 @@ class FeatureBatch:
                 present_columns.append(torch.ones(batch_size, dtype=torch.bool, device=target))
         present_mask = torch.stack(present_columns, dim=1)
         if present is not None:
-            given = _as_tensor("present", present, target)
+            given = _as_tensor("'present'", present, target)
             if given.dtype != torch.bool or tuple(given.shape) != (batch_size, len(schema)):
                 raise BatchValidationError(
                     f"'present' must be bool [{batch_size}, {len(schema)}], "
@@ -203,11 +203,11 @@ class FeatureBatch:
         return out
 
 
-def _as_tensor(name: str, data: TensorLike, device: torch.device | str | None) -> torch.Tensor:
+def _as_tensor(what: str, data: TensorLike, device: torch.device | str | None) -> torch.Tensor:
     try:
         tensor = torch.as_tensor(data)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise BatchValidationError(f"feature {name!r}: cannot make a tensor of it ({error})") from None
+        raise BatchValidationError(f"{what}: cannot make a tensor of it ({error})") from None
     return tensor if device is None else tensor.to(device)
 
 
@@ -226,7 +226,10 @@ def _position(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in mask.nonzero()[0])
 
 
-def _check_ids(name: str, tensor: torch.Tensor, num_values: int, *, ndim: int, what: str) -> None:
+def _check_ids(
+    name: str, tensor: torch.Tensor, num_values: int, *, ndim: int, what: str
+) -> torch.Tensor:
+    """The ids as ``int64`` (compared there: a narrow dtype would wrap ``-1`` and the bound)."""
     if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
         raise BatchValidationError(
             f"feature {name!r}: ids must be an integer tensor {what}, got dtype {tensor.dtype}"
@@ -235,6 +238,7 @@ def _check_ids(name: str, tensor: torch.Tensor, num_values: int, *, ndim: int, w
         raise BatchValidationError(
             f"feature {name!r}: expected shape {what}, got {list(tensor.shape)}"
         )
+    tensor = tensor.long()
     bad = (tensor < MISSING) | (tensor >= num_values)
     if bool(bad.any()):
         position = _position(bad)
@@ -242,6 +246,7 @@ def _check_ids(name: str, tensor: torch.Tensor, num_values: int, *, ndim: int, w
             f"feature {name!r}: id {int(tensor[position])} at position {position} is out of range; "
             f"expected 0..{num_values - 1}, or {MISSING} for missing/padding"
         )
+    return tensor
 
 
 def _check_dense(spec: Dense, tensor: torch.Tensor) -> None:
@@ -268,6 +273,16 @@ def _check_structure(batch: FeatureBatch) -> None:
     if not isinstance(schema, FeatureSchema):
         raise TypeError(f"FeatureBatch.schema must be a FeatureSchema, got {type(schema).__name__}")
     present = batch.present
+    tensors = [
+        ("present", present),
+        *((f"values[{n!r}]", v) for n, v in batch.values.items()),
+        *((f"kept[{n!r}]", k) for n, k in batch.kept.items()),
+    ]
+    for what, tensor in tensors:
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(
+                f"FeatureBatch.{what} must be a torch.Tensor, got {type(tensor).__name__}"
+            )
     if present.dtype != torch.bool or present.ndim != 2 or present.shape[1] != len(schema):
         raise BatchValidationError(
             f"'present' must be bool [B, {len(schema)}], got {present.dtype} {list(present.shape)}"

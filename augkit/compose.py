@@ -7,7 +7,7 @@ reproduces a run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -15,12 +15,24 @@ import torch
 
 from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
-from augkit.errors import ConfigError, check_known_keys
+from augkit.errors import ConfigError, PluginError, check_known_keys
 from augkit.random import check_generator
 from augkit.registry import Registry, get_registry
 
 
-def _single_views(instance: Any, attribute: attrs.Attribute, value: tuple) -> None:
+def _as_tuple(value: Any) -> Any:
+    """Lists (from TOML/JSON) become tuples; anything else is left for `_single_views`."""
+    if isinstance(value, Iterable) and not isinstance(value, (str, Mapping)):
+        return tuple(value)
+    return value
+
+
+def _single_views(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise TypeError(
+            f"{type(instance).__name__}.{attribute.name} takes a list of single-view "
+            f"augmentations, got {value!r}"
+        )
     for aug in value:
         if not isinstance(aug, Augmentation):
             raise TypeError(
@@ -29,23 +41,46 @@ def _single_views(instance: Any, attribute: attrs.Attribute, value: tuple) -> No
             )
 
 
+def _combined_granularity(steps: tuple[Any, ...]) -> str:
+    return "batch" if {s.granularity for s in steps} == {"batch"} else "example"
+
+
 @attrs.frozen
 class Sequential(Augmentation[list]):
     """Apply single-view augmentations one after the other, each with fresh randomness.
 
-    Parameters of every step are drawn from the input batch (its shape and device), in order.
+    Step i draws its parameters from the output of step i-1, so ``Sequential([a, b])(x)``
+    equals ``b(a(x))`` for the same generator state. Parameters: the list of each step's.
     """
 
     name: ClassVar[str] = "sequential"
-    augmentations: tuple[Augmentation, ...] = attrs.field(converter=tuple, validator=_single_views)
+    augmentations: tuple[Augmentation, ...] = attrs.field(
+        converter=_as_tuple, validator=_single_views
+    )
 
     @property
     def granularity(self) -> str:  # type: ignore[override]
-        grains = {a.granularity for a in self.augmentations}
-        return "batch" if grains == {"batch"} else "example"
+        return _combined_granularity(self.augmentations)
+
+    @property
+    def changes_values(self) -> bool:  # type: ignore[override]
+        return any(a.changes_values for a in self.augmentations)
+
+    def __call__(self, batch: FeatureBatch, *, generator: torch.Generator) -> FeatureBatch:
+        check_generator(generator, "Sequential")
+        for aug in self.augmentations:
+            batch = aug(batch, generator=generator)
+        return batch
 
     def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> list:
-        return [a.generate_parameters(batch, generator=generator) for a in self.augmentations]
+        """Each step's parameters, drawn from the batch the earlier steps produce (which this
+        applies on the way; calling the pipeline draws and applies in one pass)."""
+        params = []
+        for aug in self.augmentations:
+            step = aug.generate_parameters(batch, generator=generator)
+            batch = aug.apply(batch, step)
+            params.append(step)
+        return params
 
     def apply(self, batch: FeatureBatch, params: list) -> FeatureBatch:
         for aug, step in zip(self.augmentations, params, strict=True):
@@ -67,12 +102,23 @@ class TwoViews:
 
     name: ClassVar[str] = "two_views"
     pair: PairAugmentation | Augmentation = attrs.field()
-    each: tuple[Augmentation, ...] = attrs.field(default=(), converter=tuple, validator=_single_views)
+    each: tuple[Augmentation, ...] = attrs.field(
+        default=(), converter=_as_tuple, validator=_single_views
+    )
 
     @pair.validator
     def _check_pair(self, attribute: attrs.Attribute, value: object) -> None:
         if not isinstance(value, (PairAugmentation, Augmentation)):
             raise TypeError(f"TwoViews.pair takes an augmentation, got {value!r}")
+
+    @property
+    def granularity(self) -> str:
+        """"batch" when every step draws one pattern per batch, else "example"."""
+        return _combined_granularity((self.pair, *self.each))
+
+    @property
+    def changes_values(self) -> bool:
+        return any(a.changes_values for a in (self.pair, *self.each))
 
     def __call__(
         self, batch: FeatureBatch, *, generator: torch.Generator
@@ -103,7 +149,7 @@ def from_config(
     Names resolve through `registry` (the process-wide plugin registry by default);
     ``"sequential"`` and ``"two_views"`` are augkit's own compositions.
     """
-    registry = registry or get_registry()
+    registry = get_registry() if registry is None else registry
     if not isinstance(config, Mapping):
         raise ConfigError(f"an augmentation config is a dict, got {type(config).__name__}")
     check_known_keys("augmentation config key", config, ("version", "name", "params"))
@@ -115,17 +161,40 @@ def from_config(
             f"augmentation config {config['name']!r} has version {version!r}; "
             f"this augkit reads version {CONFIG_VERSION}"
         )
-    name, params = config["name"], dict(config.get("params", {}))
+    name, params = config["name"], config.get("params", {})
+    if not isinstance(name, str):
+        raise ConfigError(f"augmentation config 'name' must be a string, got {name!r}")
+    if not isinstance(params, Mapping):
+        raise ConfigError(
+            f"'params' of augmentation config {name!r} must be a dict, got {type(params).__name__}"
+        )
     if name == Sequential.name:
         check_known_keys("parameter of 'sequential'", params, ("augmentations",))
-        return Sequential([from_config(c, registry=registry) for c in params.get("augmentations", [])])
+        steps = _config_list(params, "augmentations", name)
+        return Sequential([from_config(c, registry=registry) for c in steps])
     if name == TwoViews.name:
         check_known_keys("parameter of 'two_views'", params, ("pair", "each"))
         if "pair" not in params:
             raise ConfigError("'two_views' needs a 'pair' augmentation config")
         return TwoViews(
             pair=from_config(params["pair"], registry=registry),
-            each=[from_config(c, registry=registry) for c in params.get("each", [])],
+            each=[from_config(c, registry=registry) for c in _config_list(params, "each", name)],
         )
-    return registry.create("augmentation", name, params)
+    built = registry.create("augmentation", name, params)
+    if not isinstance(built, (Augmentation, PairAugmentation)):
+        origin = registry.get("augmentation", name)
+        raise PluginError(
+            f"augmentation {name!r} from distribution {origin.distribution} {origin.version} "
+            f"built a {type(built).__name__}, not an augkit Augmentation or PairAugmentation"
+        )
+    return built
 
+
+def _config_list(params: Mapping[str, Any], key: str, name: str) -> list[Any]:
+    value = params.get(key, [])
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(
+            f"{key!r} of {name!r} must be a list of augmentation configs, "
+            f"got {type(value).__name__}"
+        )
+    return list(value)

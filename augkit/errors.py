@@ -25,12 +25,11 @@ class PluginError(AugkitError):
 class UnknownNameError(AugkitError, LookupError):
     """A name (augmentation, loss, sampler, parameter, config key) is not known."""
 
-    def __init__(self, what: str, name: str, known: Iterable[str]) -> None:
+    def __init__(self, what: str, name: object, known: Iterable[str]) -> None:
         known = sorted(known)
         message = f"unknown {what} {name!r}"
-        close = difflib.get_close_matches(name, known, n=1)
-        if close:
-            message += f"; did you mean {close[0]!r}?"
+        close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
+        message += f"; did you mean {close[0]!r}?" if close else "."
         message += f" Known: {', '.join(known) if known else '(none)'}."
         super().__init__(message)
         self.name = name

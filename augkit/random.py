@@ -39,7 +39,7 @@ def uniform(
     """
     rows = 1 if granularity == "batch" else batch_size
     draws = torch.rand((rows, *shape), generator=generator, device=generator.device)
-    return draws.to(device, non_blocking=True).expand(batch_size, *shape)
+    return _to(draws, device).expand(batch_size, *shape)
 
 
 def randint(
@@ -53,4 +53,10 @@ def randint(
     """``LongTensor[batch_size]`` uniform on ``0 .. high-1`` (one shared draw for "batch")."""
     rows = 1 if granularity == "batch" else batch_size
     draws = torch.randint(high, (rows,), generator=generator, device=generator.device)
-    return draws.to(device, non_blocking=True).expand(batch_size)
+    return _to(draws, device).expand(batch_size)
+
+
+def _to(draws: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Move draws to `device`; asynchronously only where that is safe (not into host memory,
+    which the caller could read before an asynchronous copy lands)."""
+    return draws.to(device, non_blocking=torch.device(device).type != "cpu")

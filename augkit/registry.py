@@ -1,8 +1,10 @@
 """Plugin loading from the ``augkit`` entry-point group, and registries of factories by kind.
 
 Entry points load one at a time: a plugin that fails to import or to register is recorded in
-`Registry.failures` with its distribution, and the others still load. Set
-``AUGKIT_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the plugins built into augkit.
+`Registry.failures` with its distribution, and the others still load; a hook implementation
+that no hook specification names (a misspelling) fails the plugin, and a failed plugin keeps none
+of its registrations. Set ``AUGKIT_DISABLE_PLUGIN_AUTOLOAD=1`` to load only the plugins built
+into augkit.
 """
 
 from __future__ import annotations
@@ -135,7 +137,9 @@ def _check_registration(kind: str, name: object, factory: object, plugin: str) -
     if kind not in HOOKS:
         raise UnknownNameError("plugin kind", kind, HOOKS)
     if not isinstance(name, str) or not name.isidentifier():
-        raise PluginError(f"plugin {plugin!r} registered a {kind} named {name!r}; names are identifiers")
+        raise PluginError(
+            f"plugin {plugin!r} registered {kind} name {name!r}; a name must be a Python identifier"
+        )
     if not callable(factory):
         raise PluginError(f"plugin {plugin!r} registered {kind} {name!r} with a non-callable {factory!r}")
 
@@ -220,6 +224,7 @@ def _load_one(
     staged: list[tuple[str, str, Callable[..., Any]]] = []
     try:
         manager.register(module, name=plugin_name)
+        manager.check_pending()  # a misspelled hook name is an error, not a silent no-op
         others = [p for p in manager.get_plugins() if p is not module]
         for kind, hook_name in HOOKS.items():
 

@@ -173,14 +173,27 @@ class FeatureSchema:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSchema:
         """Inverse of `to_dict`; errors name the feature entry at fault."""
-        if set(data) != {"features"}:
-            raise ConfigError(f"a schema dict has exactly one key 'features', got {sorted(data)}")
+        if not isinstance(data, Mapping) or set(data) != {"features"}:
+            got = sorted(map(str, data)) if isinstance(data, Mapping) else type(data).__name__
+            raise ConfigError(f"a schema dict has exactly one key 'features', got {got}")
+        entries = data["features"]
+        if not isinstance(entries, (list, tuple)):
+            raise ConfigError(
+                f"schema 'features' must be a list of tables, got {type(entries).__name__}"
+            )
         specs = []
-        for i, entry in enumerate(data["features"]):
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"schema entry {i} must be a table, got {entry!r}")
             entry = dict(entry)
             kind = entry.pop("type", None)
-            if kind not in _SPEC_TYPES:
-                raise UnknownNameError(f"feature type in schema entry {i}", str(kind), _SPEC_TYPES)
+            if kind is None:
+                raise ConfigError(
+                    f"schema entry {i} ({entry.get('name', '?')!r}) lacks 'type'; "
+                    f"expected one of {', '.join(_SPEC_TYPES)}"
+                )
+            if not isinstance(kind, str) or kind not in _SPEC_TYPES:
+                raise UnknownNameError(f"feature type in schema entry {i}", kind, _SPEC_TYPES)
             spec_cls = _SPEC_TYPES[kind]
             fields = [f.name for f in attrs.fields(spec_cls)]
             missing = [f for f in fields if f not in entry]

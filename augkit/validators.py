@@ -9,12 +9,16 @@ import attrs
 from augkit.random import GRANULARITIES
 
 
-def probability(instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
-    """A float in [0, 1] (None allowed where the field is optional)."""
-    if value is None:
-        return
+def probability(instance: Any, attribute: attrs.Attribute, value: float) -> None:
+    """A number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{instance.name}: {attribute.name} must be a number in [0, 1], got {value!r}")
+
+
+def optional_probability(instance: Any, attribute: attrs.Attribute, value: float | None) -> None:
+    """None, or a number in [0, 1]."""
+    if value is not None:
+        probability(instance, attribute, value)
 
 
 def granularity(instance: Any, attribute: attrs.Attribute, value: str) -> None:

@@ -23,7 +23,7 @@ class MaskFeatures(Augmentation[torch.Tensor]):
     """
 
     name: ClassVar[str] = "mask"
-    p: float | None = attrs.field(default=None, validator=validators.probability)
+    p: float | None = attrs.field(default=None, validator=validators.optional_probability)
     n: int | None = attrs.field(default=None)
     features: tuple[str, ...] | None = attrs.field(
         default=None, converter=validators.optional_tuple, validator=validators.feature_names
