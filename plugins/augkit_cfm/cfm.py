@@ -1,0 +1,124 @@
+"""Correlated feature masking (CFM in Yao et al., CIKM 2021)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+import torch
+
+from augkit import validators
+from augkit.augmentation import PairAugmentation
+from augkit.batch import FeatureBatch, expand_columns
+from augkit.errors import BatchValidationError
+from augkit.random import randint
+from augkit_cfm.mutual_information import MutualInformation
+
+
+def _as_mutual_information(value: Any) -> MutualInformation:
+    """Converter: a `MutualInformation`, its `to_dict` dict, or the path of its JSON file."""
+    if isinstance(value, MutualInformation):
+        return value
+    if isinstance(value, Mapping):
+        return MutualInformation.from_dict(value)
+    if isinstance(value, (str, os.PathLike)):
+        return MutualInformation.load(value)
+    raise TypeError(
+        "cfm: mi must be a MutualInformation, its to_dict() dict or a path to its JSON file, "
+        f"got {type(value).__name__}"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _table_on(rows: tuple[tuple[bool, ...], ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.bool, device=device)
+
+
+@attrs.frozen(kw_only=True)
+class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
+    """Mask a seed feature with its most correlated features in view 1, the rest in view 2.
+
+    Of the k features of ``mi`` (a `MutualInformation`, its dict, or a path to its JSON), a
+    seed is drawn uniformly. View 1 masks the seed and its ``n_correlates`` features of largest
+    MI (default ⌊k/2⌋, at most k-1; ties go to the feature first in ``mi.names``); view 2 masks
+    the other features of ``mi``. The seed is always masked in view 1. Features of the batch
+    that are not in ``mi`` are never masked; every feature of ``mi`` must be in the batch.
+    ``granularity="batch"`` (the paper) draws one seed per batch, ``"example"`` one per
+    example. Parameters: the seeds, ``LongTensor[B]`` of positions in ``mi.names``.
+    """
+
+    name: ClassVar[str] = "cfm"
+    mi: MutualInformation = attrs.field(converter=_as_mutual_information)
+    n_correlates: int | None = attrs.field(default=None)
+    granularity: str = attrs.field(default="batch", validator=validators.granularity)
+    _table: tuple[tuple[bool, ...], ...] = attrs.field(init=False, repr=False, eq=False)
+
+    @mi.validator
+    def _check_mi(self, attribute: attrs.Attribute, value: MutualInformation) -> None:
+        if len(value.names) < 2:
+            raise ValueError(f"cfm: mi must cover at least 2 features, got {list(value.names)}")
+
+    @n_correlates.validator
+    def _check_n(self, attribute: attrs.Attribute, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"cfm: n_correlates must be None or a non-negative int, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_table", self._masked_sets())
+
+    @property
+    def correlates(self) -> int:
+        """How many correlates view 1 masks with the seed: ``n_correlates`` or ⌊k/2⌋, at most k-1."""
+        k = len(self.mi.names)
+        return min(k // 2 if self.n_correlates is None else self.n_correlates, k - 1)
+
+    def masked_set(self, seed: str) -> tuple[str, ...]:
+        """Features view 1 masks for `seed`: the seed, then its top correlates."""
+        return (seed, *self.mi.top_correlates(seed, self.correlates))
+
+    def _masked_sets(self) -> tuple[tuple[bool, ...], ...]:
+        """Row s: which features of ``mi.names`` view 1 masks for seed s."""
+        names = self.mi.names
+        table = np.zeros((len(names), len(names)), dtype=bool)
+        for s, seed in enumerate(names):
+            table[s, [self.mi.index(n) for n in self.masked_set(seed)]] = True
+        return tuple(map(tuple, table.tolist()))
+
+    def _columns(self, batch: FeatureBatch) -> tuple[int, ...]:
+        absent = [n for n in self.mi.names if n not in batch.schema]
+        if absent:
+            raise BatchValidationError(
+                f"cfm: the batch lacks feature(s) {', '.join(map(repr, absent))} of its "
+                f"mutual-information matrix; the batch's schema has {', '.join(batch.schema.names)}"
+            )
+        return batch.schema.indices(self.mi.names)
+
+    def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> torch.Tensor:
+        self._columns(batch)
+        return randint(
+            len(self.mi.names),
+            batch.batch_size,
+            granularity=self.granularity,
+            generator=generator,
+            device=batch.device,
+        )
+
+    def apply(self, batch: FeatureBatch, params: torch.Tensor) -> tuple[FeatureBatch, FeatureBatch]:
+        columns = self._columns(batch)
+        first = _table_on(self._table, params.device).index_select(0, params)
+        width = len(batch.schema)
+        return (
+            batch.mask_features(expand_columns(first, columns, width)),
+            batch.mask_features(expand_columns(~first, columns, width)),
+        )
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments with ``mi`` inline as its dict, so a config is self-contained."""
+        out: dict[str, Any] = {"mi": self.mi.to_dict(), "granularity": self.granularity}
+        if self.n_correlates is not None:
+            out["n_correlates"] = self.n_correlates
+        return out

@@ -1,0 +1,77 @@
+"""Mutual information of two item-feature columns, counting bag values as fractional pairs.
+
+For items i with weights w_i, value bags U_i (feature X) and V_i (feature Y)::
+
+    p(x, y) ∝ Σ_i w_i Σ_{u ∈ U_i, v ∈ V_i} [x = u, y = v] / (|U_i| · |V_i|)
+
+over the items where both bags are non-empty; the marginals are the joint's. Cells are
+counted on pair codes ``x * V_y + y``: with a dense ``np.bincount`` table while
+``V_x * V_y <= DENSE_CELLS``, else sparsely (``np.unique``), so vocabularies of millions of
+values never allocate a ``[V_x, V_y]`` table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from augkit_cfm.columns import Column
+
+DENSE_CELLS = 1 << 24
+"""Largest joint table (``V_x * V_y`` cells) counted densely."""
+
+CHUNK_TRIPLES = 1 << 22
+"""Most (item, x-slot, y-slot) triples broadcast at once, to bound memory."""
+
+
+def pair_mutual_information(x: Column, y: Column, weights: np.ndarray) -> float:
+    """MI of `x` and `y` in nats (float64), ``>= 0``; 0.0 when no item has both features
+    or those items weigh nothing. `weights`: float64 ``[N]``, non-negative."""
+    codes, mass = _joint_cells(x, y, weights)
+    total = mass.sum()
+    if codes.size == 0 or total <= 0.0:
+        return 0.0
+    joint = mass / total
+    xs, ys = np.divmod(codes, y.num_values)
+    px = np.bincount(xs, joint, minlength=x.num_values)
+    py = np.bincount(ys, joint, minlength=y.num_values)
+    value = float(np.sum(joint * (np.log(joint) - np.log(px[xs]) - np.log(py[ys]))))
+    return max(value, 0.0)
+
+
+def _joint_cells(x: Column, y: Column, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The joint's non-empty cells: (pair codes int64, unnormalised mass float64)."""
+    cells = x.num_values * y.num_values
+    if cells <= DENSE_CELLS:
+        table = np.zeros(cells)
+        for codes, mass in _triples(x, y, weights):
+            table += np.bincount(codes, mass, minlength=cells)
+        codes = np.flatnonzero(table)
+        return codes, table[codes]
+    parts = [_sum_by_code(codes, mass) for codes, mass in _triples(x, y, weights)]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return _sum_by_code(
+        np.concatenate([codes for codes, _ in parts]), np.concatenate([mass for _, mass in parts])
+    )
+
+
+def _sum_by_code(codes: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    unique, inverse = np.unique(codes, return_inverse=True)
+    return unique, np.bincount(inverse, mass, minlength=unique.size)
+
+
+def _triples(x: Column, y: Column, weights: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Pair codes and masses of every valid (item, x-slot, y-slot), in chunks of items."""
+    x_sizes, y_sizes = x.sizes, y.sizes
+    items = np.flatnonzero((x_sizes > 0) & (y_sizes > 0))
+    share = weights[items] / (x_sizes[items] * y_sizes[items])
+    width = x.ids.shape[1] * y.ids.shape[1]
+    step = max(1, CHUNK_TRIPLES // width)
+    for start in range(0, items.size, step):
+        rows = items[start : start + step]
+        valid = x.valid[rows][:, :, None] & y.valid[rows][:, None, :]
+        codes = x.ids[rows][:, :, None] * y.num_values + y.ids[rows][:, None, :]
+        mass = np.broadcast_to(share[start : start + step, None, None], valid.shape)
+        yield codes[valid], mass[valid]
