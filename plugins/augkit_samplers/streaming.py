@@ -1,0 +1,106 @@
+"""Streaming item-frequency estimate (Yi et al., RecSys 2019, Algorithm 2)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from augkit_samplers import checks
+
+
+class StreamingFrequency(nn.Module):
+    """Per-step probability that a batch contains an id, estimated online from the gaps between
+    the steps at which its hash slot is seen (Yi et al., "Sampling-bias-corrected neural
+    modeling for large corpus item recommendations", RecSys 2019, Algorithm 2).
+
+    State (buffers, saved by ``state_dict``), indexed by slot ``h = id mod hash_size``:
+
+    * ``last_seen`` (``LongTensor[hash_size]``, the paper's A): the step at which the slot
+      was last seen; 0 before its first sighting.
+    * ``gap`` (``FloatTensor[hash_size]``, the paper's B): the estimated number of steps
+      between sightings; 0 marks a slot never seen.
+    * ``step`` (``LongTensor[]``): the number of `update` calls (one batch = one step).
+
+    `update` at step t sets, for every slot h of the batch's ids,
+    ``gap[h] <- (1 - learning_rate) * gap[h] + learning_rate * (t - last_seen[h])`` and
+    ``last_seen[h] <- t``. `log_prob` is ``-log(gap[h])``: an estimate of the log-probability
+    that a batch contains the id.
+
+    * Slot hash: identity mod ``hash_size``. Encoded ids ``0 .. n-1`` with
+      ``n <= hash_size`` never collide; otherwise the ids congruent mod ``hash_size`` share one
+      slot, and so one estimate: that of their union.
+    * Repeats within a batch (the same id, or ids sharing a slot) update their slot once, with
+      one value, so the scattered writes are deterministic. (Algorithm 2 run one id at a time
+      would see a gap of 0 for a repeat and drive the estimate above the per-step probability.)
+      The estimate therefore saturates at 1 for ids in nearly every batch.
+    * Initial values: the first sighting at step t sets ``gap[h] = t`` (the wait for a first
+      occurrence has the same mean, 1/p, as the gap between occurrences) instead of averaging
+      with an arbitrary prior. A slot not yet seen after t steps reads as ``gap = t + 1``
+      (seen less often than once in t steps). So ``gap >= 1`` and ``log_prob <= 0`` always;
+      before any update every id reads log-probability 0, a constant that cancels in a
+      logQ-corrected softmax.
+
+    Methods run on the device of the buffers (move with ``.to``). With ``check_ids=True``
+    (default) negative ids (augkit's missing/padding marker) raise instead of wrapping into a
+    slot, which reads one bool back from the device per call; ``check_ids=False`` skips that
+    sync for ids known to be non-negative.
+    """
+
+    name: ClassVar[str] = "streaming"
+    last_seen: torch.Tensor
+    gap: torch.Tensor
+    step: torch.Tensor
+
+    def __init__(
+        self,
+        hash_size: int = 2**20,
+        learning_rate: float = 0.05,
+        *,
+        check_ids: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.hash_size = checks.positive_int(self.name, "hash_size", hash_size)
+        if (
+            isinstance(learning_rate, bool)
+            or not isinstance(learning_rate, (int, float))
+            or not 0 < learning_rate <= 1
+        ):
+            raise ValueError(f"{self.name}: learning_rate must be a number in (0, 1], got {learning_rate!r}")
+        self.learning_rate = float(learning_rate)
+        self.check_ids = checks.boolean(self.name, "check_ids", check_ids)
+        self.register_buffer("last_seen", torch.zeros(hash_size, dtype=torch.long, device=device))
+        self.register_buffer("gap", torch.zeros(hash_size, dtype=torch.float32, device=device))
+        self.register_buffer("step", torch.zeros((), dtype=torch.long, device=device))
+
+    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+        """``LongTensor`` of the shape of `ids`: the hash slot of each id."""
+        return self._ids(ids).remainder(self.hash_size)
+
+    def update(self, ids: torch.Tensor) -> None:
+        """Advance one step and record that the ids of `ids` (any shape, may be empty) occurred."""
+        slots = self.slots(ids).reshape(-1)
+        self.step += 1
+        # Read every old value before writing: all writes to one slot then carry one value.
+        elapsed = (self.step - self.last_seen[slots]).to(self.gap.dtype)
+        old = self.gap[slots]
+        new = torch.where(old > 0, torch.lerp(old, elapsed, self.learning_rate), elapsed)
+        self.gap.index_put_((slots,), new)
+        self.last_seen.index_put_((slots,), self.step.expand_as(slots))
+
+    def log_prob(self, ids: torch.Tensor) -> torch.Tensor:
+        """``FloatTensor`` of the shape of `ids`: the estimated log-probability (<= 0) that a
+        batch contains each id."""
+        gap = self.gap[self.slots(ids)]
+        unseen = (self.step + 1).to(gap.dtype)
+        return -torch.where(gap > 0, gap, unseen).log()
+
+    def extra_repr(self) -> str:
+        return f"hash_size={self.hash_size}, learning_rate={self.learning_rate}, check_ids={self.check_ids}"
+
+    def _ids(self, ids: torch.Tensor) -> torch.Tensor:
+        return checks.ids(
+            self.name, ids, state_device=self.gap.device, num_ids=None, check_range=self.check_ids
+        )

@@ -1,0 +1,64 @@
+"""Uniform item batches: the item distribution of the self-supervised task."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import ClassVar
+
+import attrs
+import torch
+
+from augkit.random import check_generator
+from augkit_samplers import checks, devices
+
+
+@attrs.frozen
+class UniformItemSampler:
+    """An endless stream of ``LongTensor[batch_size]`` item ids, uniform over
+    ``0 .. num_items-1``, on `device`.
+
+    ``replacement=False`` (default): ids within a batch are distinct. The stream walks through
+    random permutations of the corpus, ``num_items // batch_size`` batches each; the remaining
+    ``num_items % batch_size`` ids of a permutation are skipped, so every id has the same
+    probability in every batch and, when ``batch_size`` divides ``num_items``, every id appears
+    exactly once per ``num_items // batch_size`` batches. Needs ``batch_size <= num_items``.
+
+    ``replacement=True``: every id is an independent uniform draw (duplicates possible).
+
+    Draws happen on the generator's device and move to `device`; a generator on `device`
+    avoids the copy.
+    """
+
+    name: ClassVar[str] = "uniform_items"
+    num_items: int = attrs.field(validator=checks.attrs_positive_int)
+    batch_size: int = attrs.field(validator=checks.attrs_positive_int)
+    replacement: bool = attrs.field(default=False, kw_only=True, validator=checks.attrs_boolean)
+    device: torch.device = attrs.field(
+        default="cpu", kw_only=True, converter=functools.partial(devices.device, "uniform_items")
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if not self.replacement and self.batch_size > self.num_items:
+            raise ValueError(
+                f"uniform_items: batch_size={self.batch_size} exceeds num_items={self.num_items}; "
+                "distinct ids per batch need batch_size <= num_items (or pass replacement=True)"
+            )
+
+    def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        """Endless batches drawn from `generator` (the same seed gives the same stream)."""
+        check_generator(generator, self.name)
+        return self._with_replacement(generator) if self.replacement else self._permutations(generator)
+
+    def _with_replacement(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        while True:
+            draws = torch.randint(
+                self.num_items, (self.batch_size,), generator=generator, device=generator.device
+            )
+            yield devices.move(draws, self.device)
+
+    def _permutations(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        whole = self.num_items // self.batch_size * self.batch_size
+        while True:
+            permutation = torch.randperm(self.num_items, generator=generator, device=generator.device)
+            yield from devices.move(permutation[:whole], self.device).split(self.batch_size)
