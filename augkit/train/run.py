@@ -1,0 +1,158 @@
+"""Everything a training run is built from: data, split, towers, losses and augmentation."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from augkit.batch import FeatureBatch
+from augkit.compose import TwoViews, from_config
+from augkit.data.dataset import RecDataset
+from augkit.data.splits import Split, split_interactions
+from augkit.errors import ConfigError
+from augkit.registry import get_registry
+from augkit.towers import Tower
+from augkit.train.config import TrainConfig
+from augkit.train.history import HISTORY_FEATURE, with_history
+
+ITEM_ID_FEATURE = "item_id"
+
+
+def generator_for(seed: int, *stream: int) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, *stream)`` (e.g. the step), independent per stream."""
+    state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+STREAM_SPLIT, STREAM_INIT, STREAM_EPOCH, STREAM_STEP = 1, 2, 3, 4
+
+
+def load_dataset(config: TrainConfig) -> RecDataset:
+    """The data set named by ``config.data.source``."""
+    data = config.data
+    if data.source == "synthetic":
+        from augkit.data.synthetic import make_synthetic
+
+        return make_synthetic(seed=data.synthetic_seed)
+    if data.source == "movielens-100k":
+        from augkit.data.movielens import load_movielens_100k
+
+        if not data.path:
+            raise ConfigError("data.path must name the ml-100k directory for source 'movielens-100k'")
+        return load_movielens_100k(data.path)
+    from augkit.data.tables import load_tables
+
+    if not data.tables:
+        raise ConfigError("data.tables must describe the files for source 'tables'")
+    return load_tables(data.tables)
+
+
+@attrs.frozen(eq=False)
+class RunParts:
+    """The built pieces of a run (everything but the loop state)."""
+
+    config: TrainConfig
+    """The run's config, resolved: a ``cfm`` augmentation carries its MI inline."""
+    dataset: RecDataset
+    split: Split
+    queries: FeatureBatch
+    model: nn.ModuleDict
+    main_loss: nn.Module
+    ssl_loss: nn.Module | None
+    spread_out: nn.Module | None
+    frequency: nn.Module | None
+    augmentation: TwoViews | Any | None
+    feature_dropout: Any | None
+    train_counts: torch.Tensor
+
+
+def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunParts:
+    """Load data, split it and build towers, losses and augmentations from `config`."""
+    dataset = dataset if dataset is not None else load_dataset(config)
+    split = split_interactions(
+        dataset,
+        test_fraction=config.data.test_fraction,
+        cold_fraction=config.data.cold_fraction,
+        generator=generator_for(config.seed, STREAM_SPLIT),
+    )
+    queries = with_history(
+        dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
+    )
+    model = build_model(config, dataset.items, queries)
+    registry = get_registry()
+    train_counts = torch.bincount(split.train.items, minlength=dataset.num_items)
+    frequency = None
+    if config.main.logq == "count":
+        frequency = registry.create("sampler", "count", {"num_items": dataset.num_items}).fit(train_counts)
+    elif config.main.logq == "streaming":
+        hash_size = 1 << max(dataset.num_items - 1, 1).bit_length()
+        frequency = registry.create("sampler", "streaming", {"hash_size": hash_size})
+    main_loss = registry.create("loss", "batch_softmax", {"temperature": config.main.temperature})
+    ssl_loss = augmentation = None
+    if config.ssl.alpha > 0:
+        ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature})
+        resolved = resolve_augmentation(config.ssl.augmentation, dataset.items)
+        config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
+        augmentation = from_config(resolved)
+    spread_out = registry.create("loss", "spread_out") if config.main.spread_out > 0 else None
+    feature_dropout = None
+    if config.main.feature_dropout > 0:
+        feature_dropout = from_config({"name": "mask", "params": {"p": config.main.feature_dropout}})
+    return RunParts(
+        config=config,
+        dataset=dataset,
+        split=split,
+        queries=queries,
+        model=model,
+        main_loss=main_loss,
+        ssl_loss=ssl_loss,
+        spread_out=spread_out,
+        frequency=frequency,
+        augmentation=augmentation,
+        feature_dropout=feature_dropout,
+        train_counts=train_counts,
+    )
+
+
+def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch) -> nn.ModuleDict:
+    """Item and query towers, initialised from the run's seed. The query's ``history`` bag
+    shares the item tower's ``item_id`` table when both exist."""
+    generator = generator_for(config.seed, STREAM_INIT)
+    shape = {
+        "hidden": config.model.hidden,
+        "output_dim": config.model.output_dim,
+        "embedding_dim": config.model.embedding_dim,
+    }
+    item_tower = Tower(items.schema, **shape, generator=generator)
+    tables = {}
+    if HISTORY_FEATURE in queries.schema and ITEM_ID_FEATURE in items.schema:
+        tables[HISTORY_FEATURE] = item_tower.input_layer.table(ITEM_ID_FEATURE)
+    query_tower = Tower(queries.schema, **shape, tables=tables, generator=generator)
+    return nn.ModuleDict({"query": query_tower, "item": item_tower})
+
+
+def resolve_augmentation(config: dict[str, Any], corpus: FeatureBatch) -> dict[str, Any]:
+    """A copy of an augmentation config where every ``cfm`` without ``mi`` gets the mutual
+    information of `corpus` (items weighted uniformly, the SSL distribution) inline."""
+    resolved = copy.deepcopy(dict(config))
+    pending = [resolved]
+    mi_dict = None
+    while pending:
+        node = pending.pop()
+        params = node.setdefault("params", {})
+        if node["name"] == "cfm" and "mi" not in params:
+            if mi_dict is None:
+                from augkit_cfm import compute_mutual_information
+
+                mi_dict = compute_mutual_information(corpus).to_dict()
+            params["mi"] = mi_dict
+        for value in params.values():  # nested pipeline configs: two_views, sequential
+            for child in value if isinstance(value, list) else [value]:
+                if isinstance(child, dict) and "name" in child:
+                    pending.append(child)
+    return resolved

@@ -1,0 +1,162 @@
+"""The reference trainer: a short run, resume after interruption, determinism, configs, compare."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import attrs
+import pytest
+import torch
+from click.testing import CliRunner
+
+from augkit.cli import main
+from augkit.errors import ConfigError, UnknownNameError
+from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
+from augkit.train.compare import compare_table, summarise, variant_config
+from augkit.train.run import resolve_augmentation
+
+
+def small(tmp_path, **changes) -> object:
+    data = {
+        "output_dir": str(tmp_path / "runs"),
+        "epochs": 1,
+        "progress": False,
+        "checkpoint_every": 20,
+        "main": {"batch_size": 256},
+        "ssl": {"batch_size": 128},
+        "model": {"hidden": [32], "output_dim": 16, "embedding_dim": 8},
+    }
+    data.update(changes)
+    return config_from_dict(data)
+
+
+def test_short_run_writes_a_report_and_beats_top_popular(tmp_path):
+    config = small(tmp_path, epochs=3)
+    metrics = run_training(config)
+    run_dir = config.run_dir
+    for name in ("config.toml", "metrics.json", "report.md", "recall_by_decile.png", "checkpoint.pt"):
+        assert (run_dir / name).exists(), name
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["model"]["all"]["recall@10"] == metrics["model"]["all"]["recall@10"]
+    assert metrics["model"]["all"]["recall@50"] > metrics["top_popular"]["all"]["recall@50"]
+    assert set(metrics["training"]["last_losses"]) == {"total", "main", "ssl"}
+    # the written config is resolved (CFM's MI inline) and reads back to the run's config
+    resolved = load_config(run_dir / "config.toml")
+    assert "mi" in resolved.ssl.augmentation["params"]["pair"]["params"]
+    assert dump_config(load_config(run_dir / "config.toml")) == (run_dir / "config.toml").read_text()
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path):
+    config = small(tmp_path)
+    train(config)
+    state = torch.load(config.run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] > 0 and "model" in state and "optimizer" in state
+
+
+def test_same_seed_same_metrics_and_other_seed_differs(tmp_path):
+    first = evaluate_run(train(small(tmp_path, name="a")).parts)
+    second = evaluate_run(train(small(tmp_path, name="b")).parts)
+    third = evaluate_run(train(small(tmp_path, name="c", seed=1)).parts)
+    assert first == second
+    assert first != third
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
+    whole = train(small(tmp_path, name="whole", epochs=2))
+    killed = small(tmp_path, name="killed", epochs=2)
+    stopped = train(killed, max_steps=55)  # last checkpoint at step 40; steps 41..55 are lost
+    assert not stopped.finished and stopped.steps == 55
+    resumed = train(killed, resume=True)
+    assert resumed.finished and resumed.steps == whole.steps
+    for name, tensor in whole.parts.model.state_dict().items():
+        assert torch.equal(tensor, resumed.parts.model.state_dict()[name]), name
+    assert evaluate_run(whole.parts) == evaluate_run(resumed.parts)
+
+
+def test_resume_needs_a_checkpoint_and_the_same_config(tmp_path):
+    config = small(tmp_path)
+    with pytest.raises(ConfigError, match="no checkpoint at"):
+        train(config, resume=True)
+    train(config, max_steps=20)
+    with pytest.raises(ConfigError, match="another config"):
+        train(attrs.evolve(config, epochs=5), resume=True)
+
+
+def test_unknown_keys_name_the_closest_valid_key(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("epochz = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'epochz'; did you mean 'epochs'\?.*run\.toml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'alpah'; did you mean 'alpha'\?.*\.ssl"):
+        config_from_dict({"ssl": {"alpah": 1.0}})
+    with pytest.raises(ConfigError, match=r"'logq' must be in"):
+        config_from_dict({"main": {"logq": "sometimes"}})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("epochs = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_config_round_trips_through_toml():
+    config = config_from_dict({"epochs": 4, "ssl": {"alpha": 0.3}})
+    assert config_from_dict(tomllib.loads(dump_config(config))) == config
+
+
+def test_variants_switch_the_right_parts_on(tmp_path):
+    base = small(tmp_path)
+    parts = {v: build_run(variant_config(base, v, 0)) for v in ("baseline", "fd", "so", "rfm", "cfm")}
+    assert parts["baseline"].ssl_loss is None and parts["baseline"].feature_dropout is None
+    assert parts["fd"].feature_dropout is not None and parts["fd"].ssl_loss is None
+    assert parts["so"].spread_out is not None
+    assert parts["rfm"].augmentation.pair.name == "complementary"
+    assert parts["cfm"].augmentation.pair.name == "cfm"
+    with pytest.raises(UnknownNameError, match="did you mean 'cfm'"):
+        variant_config(base, "cfn", 0)
+
+
+def test_streaming_logq_trains(tmp_path):
+    result = train(small(tmp_path, main={"batch_size": 256, "logq": "streaming"}))
+    assert result.finished and result.parts.frequency.step.item() == result.steps
+
+
+def test_resolve_augmentation_fills_mi_only_where_missing(tmp_path):
+    parts = build_run(small(tmp_path, ssl={"alpha": 0.0}))
+    config = {"name": "two_views", "params": {"pair": {"name": "cfm"}, "each": [{"name": "dropout"}]}}
+    resolved = resolve_augmentation(config, parts.dataset.items)
+    assert "mi" in resolved["params"]["pair"]["params"] and "mi" not in config["params"]["pair"].get("params", {})
+    assert resolve_augmentation(resolved, parts.dataset.items) == resolved
+
+
+def test_compare_table_reports_mean_std_and_lift():
+    def run(recall):
+        slice_metrics = {f"recall@{k}": recall for k in (10, 50)}
+        return {"model": {s: slice_metrics for s in ("head", "tail", "cold", "all")},
+                "top_popular": {s: slice_metrics for s in ("head", "tail", "cold", "all")}}
+
+    table = compare_table(summarise({"baseline": [run(0.1), run(0.3)], "cfm": [run(0.3), run(0.3)]}))
+    assert "0.2000 ± 0.1414" in table and "0.3000 ± 0.0000 (+50.0%)" in table
+
+
+def test_cli_train_and_compare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(
+        'epochs = 1\nprogress = false\n[main]\nbatch_size = 512\n[model]\nhidden = [16]\noutput_dim = 8\n'
+    )
+    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
+    assert result.exit_code == 0, result.output
+    assert "report: runs/cli/report.md" in result.output
+    result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1"])
+    assert result.exit_code == 0, result.output
+    assert "| cfm |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
+    result = CliRunner().invoke(main, ["train", "missing.toml"])
+    assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_documented_defaults_are_the_real_defaults():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "train-config.md").read_text()
+    block = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert config_from_dict(tomllib.loads(block)) == config_from_dict({})
