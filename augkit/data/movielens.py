@@ -1,4 +1,6 @@
-"""MovieLens-100K items (``u.item``) as an `ItemTable`, and per-item rating counts (``u.data``).
+"""MovieLens-100K: items (``u.item``) as an `ItemTable`, per-item rating counts (``u.data``),
+and the whole data set (items, users of ``u.user``, interactions of ``u.data``) as a
+`RecDataset`.
 
 The data set is never shipped with augkit: point these loaders at your copy of ``ml-100k``.
 """
@@ -10,8 +12,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from augkit.batch import FeatureBatch
+from augkit.data.dataset import InteractionLog, RecDataset
 from augkit.data.items import ItemTable, encode, pad_bags
 from augkit.errors import BatchValidationError, ConfigError
 from augkit.schema import MISSING, Categorical, FeatureSchema, MultiCategorical
@@ -23,7 +27,13 @@ GENRES: tuple[str, ...] = (
 )  # fmt: skip
 """The 19 genre flags of ``u.item``, in file order (``u.genre``)."""
 
+AGE_BUCKETS: tuple[str, ...] = ("<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
+"""The ``age`` ids of the users, as in MovieLens-1M: id i is the age range ``AGE_BUCKETS[i]``."""
+
+_AGE_EDGES = np.array([18, 25, 35, 45, 50, 56])
 _FIELDS = 5 + len(GENRES)
+_USER_FIELDS = 5
+_RATING_FIELDS = 4
 _DATE = re.compile(r"\d{1,2}-[A-Za-z]{3}-(\d{4})")
 _YEAR_SUFFIX = re.compile(r"\s*\(\d{4}\)\s*$")
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
@@ -56,22 +66,8 @@ def load_movielens_items(path: str | os.PathLike[str]) -> ItemTable:
     Movie ids must be 1..N over the N lines. Errors name the file and line.
     """
     file = _file_in(path, "u.item")
-    try:
-        text = file.read_text(encoding="latin-1")
-    except OSError as error:
-        raise ConfigError(f"cannot read MovieLens file {str(file)!r}: {error}") from None
-    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    if not numbered:
-        raise ConfigError(f"MovieLens file {str(file)!r} holds no items")
-    lines = np.array([n for n, _ in numbered])
-    fields = [line.split("|") for _, line in numbered]
-    for (number, _), row in zip(numbered, fields, strict=True):
-        if len(row) != _FIELDS:
-            raise ConfigError(
-                f"{str(file)!r}, line {number}: {len(row)} '|'-separated fields, expected {_FIELDS}"
-            )
-    table = np.array(fields, dtype=str)
-    order = _movie_order(file, lines, table[:, 0])
+    lines, table = _read_fields(file, "|", _FIELDS, "items")
+    order = _id_order(file, lines, table[:, 0], "movie")
     table, lines = table[order], lines[order]
     size = len(table)
 
@@ -120,28 +116,61 @@ def load_movielens_items(path: str | os.PathLike[str]) -> ItemTable:
     return ItemTable(schema, corpus, vocabularies)
 
 
-def _movie_order(file: Path, lines: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Row order by movie id; ids must be the integers 1..N."""
-    valid = np.char.isdigit(ids)
+def _read_fields(file: Path, separator: str, expected: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Line numbers (int64 ``[n]``) and fields (str ``[n, expected]``) of the non-blank lines of
+    a latin-1 MovieLens file; a line with another field count is an error naming it."""
+    try:
+        text = file.read_text(encoding="latin-1")
+    except OSError as error:
+        raise ConfigError(f"cannot read MovieLens file {str(file)!r}: {error}") from None
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    if not numbered:
+        raise ConfigError(f"MovieLens file {str(file)!r} holds no {what}")
+    fields = [line.split(separator) for _, line in numbered]
+    for (number, _), row in zip(numbered, fields, strict=True):
+        if len(row) != expected:
+            raise ConfigError(
+                f"{str(file)!r}, line {number}: {len(row)} "
+                f"{'tab' if separator == chr(9) else repr(separator)}-separated fields, expected {expected}"
+            )
+    lines = np.array([n for n, _ in numbered], dtype=np.int64)
+    return lines, np.array(fields, dtype=str)
+
+
+def _integers(file: Path, lines: np.ndarray, cells: np.ndarray, what: str) -> np.ndarray:
+    """int64 values of `cells`, which must be non-negative decimal integers."""
+    valid = np.char.isdecimal(cells) & (np.char.str_len(cells) <= 18)
     if not valid.all():
         row = int(np.flatnonzero(~valid)[0])
         raise ConfigError(
-            f"{str(file)!r}, line {lines[row]}: movie id {str(ids[row])!r} is not a positive integer"
+            f"{str(file)!r}, line {lines[row]}: {what} {str(cells[row])!r} is not a "
+            "non-negative integer (at most 18 digits)"
         )
-    movies = ids.astype(np.int64)
-    out_of_range = (movies < 1) | (movies > movies.size)
+    return cells.astype(np.int64)
+
+
+def _id_order(file: Path, lines: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
+    """Row order by the `what` id of each row; ids must be the integers 1..N."""
+    valid = np.char.isdecimal(ids) & (np.char.str_len(ids) <= 18)
+    if not valid.all():
+        row = int(np.flatnonzero(~valid)[0])
+        raise ConfigError(
+            f"{str(file)!r}, line {lines[row]}: {what} id {str(ids[row])!r} is not a positive integer"
+        )
+    numbers = ids.astype(np.int64)
+    out_of_range = (numbers < 1) | (numbers > numbers.size)
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])
         raise ConfigError(
-            f"{str(file)!r}, line {lines[row]}: movie id {int(movies[row])} is outside 1..{movies.size} "
-            f"(the file has {movies.size} items)"
+            f"{str(file)!r}, line {lines[row]}: {what} id {int(numbers[row])} is outside "
+            f"1..{numbers.size} (the file has {numbers.size} rows)"
         )
-    order = np.argsort(movies, kind="stable")
-    repeated = np.flatnonzero(movies[order][1:] == movies[order][:-1])
+    order = np.argsort(numbers, kind="stable")
+    repeated = np.flatnonzero(numbers[order][1:] == numbers[order][:-1])
     if repeated.size:
         first, second = order[repeated[0]], order[repeated[0] + 1]
         raise ConfigError(
-            f"{str(file)!r}: movie id {int(movies[first])} appears on lines {lines[first]} "
+            f"{str(file)!r}: {what} id {int(numbers[first])} appears on lines {lines[first]} "
             f"and {lines[second]}"
         )
     return order
@@ -181,3 +210,115 @@ def load_movielens_rating_counts(path: str | os.PathLike[str], num_items: int) -
             f"movies 1..{num_items}"
         )
     return np.bincount(items - 1, minlength=num_items).astype(np.float64)
+
+
+def load_movielens_100k(path: str | os.PathLike[str]) -> RecDataset:
+    """MovieLens-100K as a `RecDataset` named ``"movielens-100k"`` (`path`: the ``ml-100k``
+    directory).
+
+    * items: `load_movielens_items` of ``u.item`` (``item_id``, ``genres``, ``year``,
+      ``title_words``); row i is movie id i + 1.
+    * users, from ``u.user`` (row u is user id u + 1; ids must be 1..U):
+      ``user_id`` (user id - 1), ``age`` (7 buckets, `AGE_BUCKETS`), ``gender`` (the values
+      of the file, sorted) and ``occupation`` (ids in the order of ``u.occupation`` when that
+      file exists, else the values of ``u.user``, sorted). An empty cell is missing.
+    * interactions, from ``u.data`` in file order: (user id - 1, movie id - 1, timestamp).
+      Implicit feedback: every rating, low ones included, counts as an interaction.
+
+    Errors name the file and line: a malformed line (`ConfigError`), a user or movie id of
+    ``u.data`` that ``u.user`` or ``u.item`` lacks, an occupation ``u.occupation`` lacks
+    (`BatchValidationError`).
+    """
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"MovieLens-100K path {str(directory)!r} is not a directory; expected the ml-100k "
+            "folder holding u.item, u.user and u.data"
+        )
+    items = load_movielens_items(directory).corpus
+    users = _users(directory)
+    interactions = _interactions(_file_in(directory, "u.data"), users.batch_size, items.batch_size)
+    return RecDataset("movielens-100k", items, users, interactions)
+
+
+def _users(directory: Path) -> FeatureBatch:
+    """The user table of ``u.user``: user_id, age bucket, gender, occupation."""
+    file = _file_in(directory, "u.user")
+    lines, table = _read_fields(file, "|", _USER_FIELDS, "users")
+    order = _id_order(file, lines, table[:, 0], "user")
+    table, lines = table[order], lines[order]
+    size = len(table)
+
+    ages = table[:, 1]
+    given = ages != ""
+    age = np.full(size, MISSING, dtype=np.int64)
+    age[given] = np.digitize(_integers(file, lines[given], ages[given], "age"), _AGE_EDGES)
+    gender_vocabulary, gender = encode(table[:, 2])
+    occupation = _occupations(directory, file, lines, table[:, 3])
+    if not gender_vocabulary:
+        raise ConfigError(f"MovieLens file {str(file)!r}: no user has a gender")
+    schema = FeatureSchema(
+        [
+            Categorical(name="user_id", num_values=size),
+            Categorical(name="age", num_values=len(AGE_BUCKETS)),
+            Categorical(name="gender", num_values=len(gender_vocabulary)),
+            Categorical(name="occupation", num_values=occupation[0]),
+        ]
+    )
+    values = {"user_id": np.arange(size), "age": age, "gender": gender, "occupation": occupation[1]}
+    return FeatureBatch.from_tensors(schema, values)
+
+
+def _occupations(directory: Path, file: Path, lines: np.ndarray, cells: np.ndarray) -> tuple[int, np.ndarray]:
+    """Vocabulary size and ids of the occupations `cells` of `file` (``MISSING`` where empty),
+    in the order of ``u.occupation`` when the directory has one."""
+    listing = directory / "u.occupation"
+    if not listing.is_file():
+        vocabulary, ids = encode(cells)
+        if not vocabulary:
+            raise ConfigError(f"MovieLens file {str(file)!r}: no user has an occupation")
+        return len(vocabulary), ids
+    names_lines, names = _read_fields(listing, "|", 1, "occupations")
+    known = names[:, 0]
+    order = np.argsort(known, kind="stable")
+    repeated = np.flatnonzero(known[order][1:] == known[order][:-1])
+    if repeated.size:
+        first, second = order[repeated[0]], order[repeated[0] + 1]
+        raise ConfigError(
+            f"{str(listing)!r}: occupation {str(known[first])!r} appears on lines "
+            f"{names_lines[first]} and {names_lines[second]}"
+        )
+    given = cells != ""
+    slot = np.minimum(np.searchsorted(known[order], cells), known.size - 1)
+    found = known[order][slot] == cells
+    unknown = given & ~found
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise BatchValidationError(
+            f"{str(file)!r}, line {lines[row]}: occupation {str(cells[row])!r} is not listed in "
+            f"{str(listing)!r} ({', '.join(known.tolist())})"
+        )
+    return known.size, np.where(given, order[slot], MISSING).astype(np.int64)
+
+
+def _interactions(file: Path, num_users: int, num_items: int) -> InteractionLog:
+    """(user - 1, item - 1, timestamp) of every line of ``u.data``, in file order."""
+    lines, table = _read_fields(file, "\t", _RATING_FIELDS, "ratings")
+    columns = {
+        what: _integers(file, lines, table[:, j], what)
+        for j, what in enumerate(("user id", "movie id", "rating", "timestamp"))
+    }
+    for what, source, size in (("user", "u.user", num_users), ("movie", "u.item", num_items)):
+        ids = columns[f"{what} id"]
+        bad = (ids < 1) | (ids > size)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise BatchValidationError(
+                f"{str(file)!r}, line {lines[row]}: {what} id {int(ids[row])} is not in {source} "
+                f"(ids 1..{size})"
+            )
+    return InteractionLog(
+        torch.from_numpy(columns["user id"] - 1),
+        torch.from_numpy(columns["movie id"] - 1),
+        torch.from_numpy(columns["timestamp"]),
+    )
