@@ -208,14 +208,15 @@ def train(config: Path | None, resume: bool, name: str | None, epochs: int | Non
     help="Comma-separated variants: baseline, fd, so, rfm, cfm.",
 )
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds per variant.")
-def compare(config: Path | None, variants: str, seeds: int) -> None:
+@click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only re-evaluated.")
+def compare(config: Path | None, variants: str, seeds: int, resume: bool) -> None:
     """Train each variant with several seeds; write a table in the paper's form and a plot."""
     from augkit.train import config_from_dict, load_config
     from augkit.train.compare import run_compare
 
     try:
         settings = load_config(config) if config else config_from_dict({})
-        out = run_compare(settings, [v.strip() for v in variants.split(",") if v.strip()], seeds)
+        out = run_compare(settings, [v.strip() for v in variants.split(",") if v.strip()], seeds, resume=resume)
     except AugkitError as error:
         raise click.ClickException(str(error)) from None
     click.echo((out / "compare.md").read_text(encoding="utf-8"))

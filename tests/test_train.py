@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from augkit.cli import main
 from augkit.errors import ConfigError, UnknownNameError
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
-from augkit.train.compare import compare_table, summarise, variant_config
+from augkit.train.compare import compare_table, run_compare, summarise, variant_config
 from augkit.train.run import resolve_augmentation
 
 
@@ -152,6 +152,16 @@ def test_cli_train_and_compare(tmp_path, monkeypatch):
     assert "| cfm |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
     result = CliRunner().invoke(main, ["train", "missing.toml"])
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_compare_resume_continues_a_killed_comparison(tmp_path):
+    whole = run_compare(small(tmp_path / "whole", epochs=2), ["baseline", "cfm"], 1)
+    base = small(tmp_path / "killed", epochs=2)
+    train(variant_config(base, "baseline", 0))  # finished: only re-evaluated on resume
+    train(variant_config(base, "cfm", 0), max_steps=25)  # killed after its step-20 checkpoint
+    resumed = run_compare(base, ["baseline", "cfm"], 1, resume=True)
+    first, second = (json.loads((out / "compare.json").read_text()) for out in (whole, resumed))
+    assert first["summary"] == second["summary"]
 
 
 def test_documented_defaults_are_the_real_defaults():

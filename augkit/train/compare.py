@@ -115,10 +115,15 @@ def compare_table(summary: Mapping[str, Mapping[str, Any]], *, baseline: str = "
     return "\n".join(lines)
 
 
-def run_compare(base: TrainConfig, variants: Sequence[str], seeds: int) -> Path:
+def run_compare(base: TrainConfig, variants: Sequence[str], seeds: int, *, resume: bool = False) -> Path:
     """Train every variant with seeds ``base.seed .. base.seed + seeds - 1``; write
-    ``<output_dir>/<name>-compare/`` (compare.md, compare.json, recall_by_decile.png)."""
+    ``<output_dir>/<name>-compare/`` (compare.md, compare.json, recall_by_decile.png).
+
+    `resume`: a run with a checkpoint continues from it (a finished run is only re-evaluated);
+    runs without one start afresh. A killed comparison so continues where it stopped.
+    """
     from augkit.train import run_training
+    from augkit.train.checkpoint import CHECKPOINT_NAME
     from augkit.train.run import build_run
 
     for variant in variants:
@@ -128,7 +133,9 @@ def run_compare(base: TrainConfig, variants: Sequence[str], seeds: int) -> Path:
     for variant in variants:
         for seed in range(base.seed, base.seed + seeds):
             config = variant_config(base, variant, seed)
-            results.setdefault(variant, []).append(run_training(config, parts=build_run(config, dataset)))
+            resumable = resume and (config.run_dir / CHECKPOINT_NAME).exists()
+            metrics = run_training(config, resume=resumable, parts=build_run(config, dataset))
+            results.setdefault(variant, []).append(metrics)
     out = Path(base.output_dir) / f"{base.name}-compare"
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
