@@ -116,6 +116,14 @@ def test_variants_switch_the_right_parts_on(tmp_path):
         variant_config(base, "cfn", 0)
 
 
+def test_a_single_view_ssl_augmentation_runs_once_per_view(tmp_path):
+    config = small(tmp_path, ssl={"batch_size": 128, "augmentation": {"name": "mask", "params": {"p": 0.5}}})
+    result = train(config)
+    assert result.finished and result.last_losses["ssl"] > 0
+    assert result.parts.augmentation.pair.to_config()["name"] == "mask"
+    assert "two_views" not in dump_config(result.parts.config)  # the config stays as written
+
+
 def test_streaming_logq_trains(tmp_path):
     result = train(small(tmp_path, main={"batch_size": 256, "logq": "streaming"}))
     assert result.finished and result.parts.frequency.step.item() == result.steps

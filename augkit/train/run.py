@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
 from augkit.compose import TwoViews, from_config
 from augkit.data.dataset import RecDataset
@@ -66,7 +67,8 @@ class RunParts:
     ssl_loss: nn.Module | None
     spread_out: nn.Module | None
     frequency: nn.Module | None
-    augmentation: TwoViews | Any | None
+    augmentation: TwoViews | PairAugmentation | None
+    """The SSL views; a single-view augmentation of the config is lifted to `TwoViews`."""
     feature_dropout: Any | None
     train_counts: torch.Tensor
 
@@ -98,7 +100,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature})
         resolved = resolve_augmentation(config.ssl.augmentation, dataset.items)
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
-        augmentation = from_config(resolved)
+        augmentation = _two_view(from_config(resolved), resolved)
     spread_out = registry.create("loss", "spread_out") if config.main.spread_out > 0 else None
     feature_dropout = None
     if config.main.feature_dropout > 0:
@@ -134,6 +136,19 @@ def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch)
         tables[HISTORY_FEATURE] = item_tower.input_layer.table(ITEM_ID_FEATURE)
     query_tower = Tower(queries.schema, **shape, tables=tables, generator=generator)
     return nn.ModuleDict({"query": query_tower, "item": item_tower})
+
+
+def _two_view(augmentation: Any, config: dict[str, Any]) -> TwoViews | PairAugmentation:
+    """The SSL task's augmentation as a pair: a single-view one runs once per view, with fresh
+    randomness (``TwoViews(pair=augmentation)``)."""
+    if isinstance(augmentation, (TwoViews, PairAugmentation)):
+        return augmentation
+    if isinstance(augmentation, Augmentation):
+        return TwoViews(pair=augmentation)
+    raise ConfigError(
+        f"ssl.augmentation {config.get('name')!r} is a {type(augmentation).__name__}, not an "
+        "augmentation: the SSL task needs an Augmentation, a PairAugmentation or two_views"
+    )
 
 
 def resolve_augmentation(config: dict[str, Any], corpus: FeatureBatch) -> dict[str, Any]:
