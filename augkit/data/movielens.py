@@ -151,13 +151,7 @@ def _integers(file: Path, lines: np.ndarray, cells: np.ndarray, what: str) -> np
 
 def _id_order(file: Path, lines: np.ndarray, ids: np.ndarray, what: str) -> np.ndarray:
     """Row order by the `what` id of each row; ids must be the integers 1..N."""
-    valid = np.char.isdecimal(ids) & (np.char.str_len(ids) <= 18)
-    if not valid.all():
-        row = int(np.flatnonzero(~valid)[0])
-        raise ConfigError(
-            f"{str(file)!r}, line {lines[row]}: {what} id {str(ids[row])!r} is not a positive integer"
-        )
-    numbers = ids.astype(np.int64)
+    numbers = _integers(file, lines, ids, f"{what} id")
     out_of_range = (numbers < 1) | (numbers > numbers.size)
     if out_of_range.any():
         row = int(np.flatnonzero(out_of_range)[0])
