@@ -201,6 +201,16 @@ def train(config: Path | None, resume: bool, name: str | None, epochs: int | Non
     )
 
 
+def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        numbers = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers such as 0.1,0.3,1,3, got {value!r}") from None
+    if not numbers or any(not n > 0 for n in numbers):
+        raise click.BadParameter(f"expected one or more numbers > 0, got {value!r}")
+    return numbers
+
+
 @main.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -208,15 +218,20 @@ def train(config: Path | None, resume: bool, name: str | None, epochs: int | Non
     help="Comma-separated variants: baseline, fd, so, rfm, cfm.",
 )
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds per variant.")
+@click.option(
+    "--alphas", default="0.1,0.3,1,3", show_default=True, callback=_parse_floats,
+    help="Comma-separated weights alpha for so, rfm and cfm (the paper's grid); a row for each.",
+)
 @click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only re-evaluated.")
-def compare(config: Path | None, variants: str, seeds: int, resume: bool) -> None:
+def compare(config: Path | None, variants: str, seeds: int, alphas: tuple[float, ...], resume: bool) -> None:
     """Train each variant with several seeds; write a table in the paper's form and a plot."""
     from augkit.train import config_from_dict, load_config
     from augkit.train.compare import run_compare
 
     try:
         settings = load_config(config) if config else config_from_dict({})
-        out = run_compare(settings, [v.strip() for v in variants.split(",") if v.strip()], seeds, resume=resume)
+        names = [v.strip() for v in variants.split(",") if v.strip()]
+        out = run_compare(settings, names, seeds, alphas=alphas, resume=resume)
     except AugkitError as error:
         raise click.ClickException(str(error)) from None
     click.echo((out / "compare.md").read_text(encoding="utf-8"))

@@ -155,9 +155,9 @@ def test_cli_train_and_compare(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
     assert result.exit_code == 0, result.output
     assert "report: runs/cli/report.md" in result.output
-    result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1"])
+    result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1", "--alphas", "1"])
     assert result.exit_code == 0, result.output
-    assert "| cfm |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
+    assert "| cfm α=1 |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
     result = CliRunner().invoke(main, ["train", "missing.toml"])
     assert result.exit_code != 0 and "does not exist" in result.output
 
@@ -170,6 +170,29 @@ def test_compare_resume_continues_a_killed_comparison(tmp_path):
     resumed = run_compare(base, ["baseline", "cfm"], 1, resume=True)
     first, second = (json.loads((out / "compare.json").read_text()) for out in (whole, resumed))
     assert first["summary"] == second["summary"]
+
+
+def test_compare_searches_alpha_for_the_weighted_variants_only(tmp_path):
+    out = run_compare(small(tmp_path), ["baseline", "so", "cfm"], 1, alphas=(0.3, 3.0))
+    written = json.loads((out / "compare.json").read_text())
+    assert list(written["summary"]) == ["baseline", "so α=0.3", "so α=3", "cfm α=0.3", "cfm α=3", "TopPopular"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name.startswith("default-c")) == [
+        "default-cfm-a0.3-s0", "default-cfm-a3-s0", "default-compare",
+    ]
+    for variant in ("so", "cfm"):
+        best = written["best"][variant]
+        chosen = max((f"{variant} α=0.3", f"{variant} α=3"), key=lambda r: written["summary"][r]["all/recall@10"][0])
+        assert best == chosen
+    assert f"best by mean all/recall@10 (chosen on the test split, so optimistic): {written['best']['so']}" in (
+        out / "compare.md"
+    ).read_text()
+
+
+@pytest.mark.parametrize("alphas", ["0,1", "a,b", ""])
+def test_compare_rejects_bad_alphas(tmp_path, monkeypatch, alphas):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compare", "--alphas", alphas])
+    assert result.exit_code == 2 and "--alphas" in result.output and "expected" in result.output
 
 
 def test_documented_defaults_are_the_real_defaults():

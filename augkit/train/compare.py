@@ -1,4 +1,5 @@
-"""``augkit compare``: the paper's comparison of baseline, FD, SO, RFM and CFM over seeds."""
+"""``augkit compare``: the paper's comparison of baseline, FD, SO, RFM and CFM over seeds,
+with the SSL (and SO) weight alpha searched over a grid."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
 
 from augkit.errors import ConfigError, UnknownNameError
 from augkit.train.config import TrainConfig, config_from_dict, config_to_dict
@@ -18,6 +18,12 @@ FD_RATE = 0.1
 """Feature-dropout rate of the FD baseline (not stated in the paper; our choice)."""
 VALUE_DROPOUT = 0.3
 """Value dropout after RFM/CFM masking: the paper's best rate."""
+ALPHA_GRID = (0.1, 0.3, 1.0, 3.0)
+"""The paper's search grid for the SSL weight alpha; here also the SO weight."""
+WEIGHTED_VARIANTS = ("so", "rfm", "cfm")
+"""Variants that take alpha: one row per alpha of the grid."""
+SELECTION_KEY = "all/recall@10"
+"""The metric that picks each variant's best alpha (on the test split: optimistic)."""
 COMPARE_SLICES = ("head", "tail", "cold", "all")
 COMPARE_KS = (10, 50)
 
@@ -61,13 +67,35 @@ def _merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
-    """`base` turned into `variant` with `seed`, named ``<base>-<variant>-s<seed>``."""
-    if base.ssl.alpha <= 0:
-        raise ConfigError("compare needs ssl.alpha > 0 in the base config: it is the SSL/SO weight")
-    data = _merge(config_to_dict(base), variant_overrides(variant, base.ssl.alpha))
-    data.update(name=f"{base.name}-{variant}-s{seed}", seed=seed)
+def variant_label(variant: str, alpha: float) -> str:
+    """A row of the table: ``cfm α=0.3`` for the weighted variants, else the variant's name."""
+    return f"{variant} α={alpha:g}" if variant in WEIGHTED_VARIANTS else variant
+
+
+def variant_config(base: TrainConfig, variant: str, seed: int, alpha: float | None = None) -> TrainConfig:
+    """`base` turned into `variant` with `seed` and weight `alpha` (default ``base.ssl.alpha``),
+    named ``<base>-<variant>-s<seed>``, or ``<base>-<variant>-a<alpha>-s<seed>`` when weighted."""
+    alpha = base.ssl.alpha if alpha is None else alpha
+    if alpha <= 0:
+        raise ConfigError(f"compare: alpha (the SSL/SO weight) must be > 0, got {alpha:g}")
+    data = _merge(config_to_dict(base), variant_overrides(variant, alpha))
+    weight = f"-a{alpha:g}" if variant in WEIGHTED_VARIANTS else ""
+    data.update(name=f"{base.name}-{variant}{weight}-s{seed}", seed=seed)
     return config_from_dict(data, source=f"variant {variant!r}")
+
+
+def best_rows(summary: Mapping[str, Mapping[str, Any]], rows: Sequence[tuple[str, str, float]]) -> dict[str, str]:
+    """Each variant's row (label) with the largest mean `SELECTION_KEY`; the first on a tie."""
+
+    def score(label: str) -> float:
+        stats = summary[label][SELECTION_KEY]
+        return stats[0] if stats is not None else float("-inf")
+
+    best: dict[str, str] = {}
+    for label, variant, _ in rows:
+        if variant not in best or score(label) > score(best[variant]):
+            best[variant] = label
+    return best
 
 
 def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
@@ -115,8 +143,16 @@ def compare_table(summary: Mapping[str, Mapping[str, Any]], *, baseline: str = "
     return "\n".join(lines)
 
 
-def run_compare(base: TrainConfig, variants: Sequence[str], seeds: int, *, resume: bool = False) -> Path:
-    """Train every variant with seeds ``base.seed .. base.seed + seeds - 1``; write
+def run_compare(
+    base: TrainConfig,
+    variants: Sequence[str],
+    seeds: int,
+    *,
+    alphas: Sequence[float] | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train every variant with seeds ``base.seed .. base.seed + seeds - 1`` (the weighted
+    variants once per alpha of `alphas`, default ``(base.ssl.alpha,)``); write
     ``<output_dir>/<name>-compare/`` (compare.md, compare.json, recall_by_decile.png).
 
     `resume`: a run with a checkpoint continues from it (a finished run is only re-evaluated);
@@ -126,34 +162,50 @@ def run_compare(base: TrainConfig, variants: Sequence[str], seeds: int, *, resum
     from augkit.train.checkpoint import CHECKPOINT_NAME
     from augkit.train.run import build_run
 
+    alphas = tuple(alphas) if alphas else (base.ssl.alpha,)
+    rows: list[tuple[str, str, float]] = []
     for variant in variants:
         variant_overrides(variant, 1.0)  # unknown names fail before any training
+        for alpha in alphas if variant in WEIGHTED_VARIANTS else alphas[:1]:
+            variant_config(base, variant, base.seed, alpha)  # so do bad alphas
+            rows.append((variant_label(variant, alpha), variant, alpha))
     dataset = load_dataset(base)
     results: dict[str, list[dict[str, Any]]] = {}
-    for variant in variants:
+    for label, variant, alpha in rows:
         for seed in range(base.seed, base.seed + seeds):
-            config = variant_config(base, variant, seed)
+            config = variant_config(base, variant, seed, alpha)
             resumable = resume and (config.run_dir / CHECKPOINT_NAME).exists()
             metrics = run_training(config, resume=resumable, parts=build_run(config, dataset))
-            results.setdefault(variant, []).append(metrics)
+            results.setdefault(label, []).append(metrics)
     out = Path(base.output_dir) / f"{base.name}-compare"
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
-    table = compare_table(summary)
+    best = best_rows(summary, rows)
     k = COMPARE_KS[0]
     lines = {}
-    for variant, runs in results.items():
-        per_decile = [decile_recall(run["model"], k) for run in runs]
-        lines[variant] = [_mean_std(values)[0] if _mean_std(values) else None for values in zip(*per_decile)]
+    for label in best.values():
+        per_decile = [decile_recall(run["model"], k) for run in results[label]]
+        lines[label] = [_mean_std(values)[0] if _mean_std(values) else None for values in zip(*per_decile)]
     plot_deciles(lines, out / "recall_by_decile.png", k=k, title=f"{base.name}: Recall@{k} by decile, mean of {seeds} seeds")
     (out / "compare.json").write_text(
-        json.dumps({"summary": summary, "runs": results, "base_config": config_to_dict(base)}, indent=2, default=list),
+        json.dumps(
+            {"summary": summary, "best": best, "alphas": list(alphas), "runs": results, "base_config": config_to_dict(base)},
+            indent=2,
+            default=list,
+        ),
         encoding="utf-8",
     )
+    selection = ""
+    if len(alphas) > 1:
+        chosen = ", ".join(best[v] for v in variants if v in WEIGHTED_VARIANTS and v in best)
+        selection = (
+            f"Alpha searched over {{{', '.join(f'{a:g}' for a in alphas)}}}; best by mean {SELECTION_KEY} "
+            f"(chosen on the test split, so optimistic): {chosen}. The plot shows these rows.\n\n"
+        )
     (out / "compare.md").write_text(
         f"# {base.name}: variants over {seeds} seed(s)\n\n"
         "Recall@K, mean ± std over seeds; in brackets, the lift over the baseline.\n\n"
-        f"{table}\n\n![Recall@{k} by popularity decile](recall_by_decile.png)\n",
+        f"{compare_table(summary)}\n\n{selection}![Recall@{k} by popularity decile](recall_by_decile.png)\n",
         encoding="utf-8",
     )
     return out
