@@ -46,6 +46,11 @@ class FeatureBatch:
     def __attrs_post_init__(self) -> None:
         _check_structure(self)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as plain dicts (for DataLoader workers and ``spawn``); unpickling rechecks
+        the structure."""
+        return FeatureBatch, (self.schema, dict(self.values), self.present, dict(self.kept))
+
     # -- construction from user data ------------------------------------------------------
     @classmethod
     def from_tensors(

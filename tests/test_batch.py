@@ -480,3 +480,18 @@ def test_from_tensors_to_tensors_round_trips_ids(
     expected[empty, 0] = bag.default_id
     assert out["bag"].tolist() == expected.tolist()
     assert np.array_equal(out["vector"].numpy(), data["vector"])
+
+
+def test_a_batch_pickles_for_dataloader_workers() -> None:
+    import pickle
+
+    from augkit.testing import EXAMPLE_SCHEMA, random_batch
+
+    batch = random_batch(EXAMPLE_SCHEMA, 7, generator=torch.Generator().manual_seed(3))
+    batch = batch.mask_features(torch.eye(7, len(EXAMPLE_SCHEMA), dtype=torch.bool))
+    copy = pickle.loads(pickle.dumps(batch))
+    assert copy.schema == batch.schema and torch.equal(copy.present, batch.present)
+    assert all(torch.equal(copy.values[n], batch.values[n]) for n in batch.values)
+    assert all(torch.equal(copy.kept[n], batch.kept[n]) for n in batch.kept)
+    with pytest.raises(TypeError):
+        copy.values["x"] = batch.present  # still read-only after the round trip
