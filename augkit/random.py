@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 
 Granularity = Literal["example", "batch"]
@@ -22,6 +23,17 @@ def check_generator(generator: object, who: str) -> torch.Generator:
             f"got {type(generator).__name__}"
         )
     return generator
+
+
+def generator_for(seed: int, *stream: int) -> torch.Generator:
+    """A CPU generator seeded from ``(seed, *stream)``, e.g. ``(seed, step)`` or
+    ``(seed, worker_id)``: the same key gives the same draws, and different keys of the same
+    length give statistically independent streams (through `numpy.random.SeedSequence`, not
+    ``seed + i``). Keys that differ only by trailing zeros, such as ``(1,)`` and ``(1, 0)``,
+    give the same stream: use a fixed number of parts per purpose, as the trainer does with
+    ``(seed, tag, step)``."""
+    state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 def uniform(

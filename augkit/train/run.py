@@ -6,7 +6,6 @@ import copy
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 from torch import nn
 
@@ -16,18 +15,13 @@ from augkit.compose import TwoViews, from_config
 from augkit.data.dataset import RecDataset
 from augkit.data.splits import Split, split_interactions
 from augkit.errors import ConfigError
+from augkit.random import generator_for
 from augkit.registry import get_registry
 from augkit.towers import Tower
 from augkit.train.config import TrainConfig
 from augkit.train.history import HISTORY_FEATURE, with_history
 
 ITEM_ID_FEATURE = "item_id"
-
-
-def generator_for(seed: int, *stream: int) -> torch.Generator:
-    """A CPU generator seeded from ``(seed, *stream)`` (e.g. the step), independent per stream."""
-    state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
 
 STREAM_SPLIT, STREAM_INIT, STREAM_EPOCH, STREAM_STEP = 1, 2, 3, 4
