@@ -561,6 +561,12 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
             r"item feature 'v' is defined twice, in 'f.csv' and 'g.csv'",
         ),
         ({"interactions": INTERACTIONS, "name": ""}, ConfigError, r"name must be a non-empty string"),
+        ({"interactions": {"path": "log.csv", "user": "u"}}, ConfigError, r"^interactions: 'item' is required$"),
+        (
+            {"interactions": INTERACTIONS, "items": [{"path": "f.csv", "features": {}}]},
+            ConfigError,
+            r"^items\[0\]: 'key' is required$",
+        ),
     ],
 )
 def test_bad_configs_name_the_key(config, error, message):

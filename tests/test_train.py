@@ -99,6 +99,12 @@ def test_unknown_keys_name_the_closest_valid_key(tmp_path):
         load_config(tmp_path / "bad.toml")
 
 
+def test_a_bad_tables_config_fails_when_the_config_is_read():
+    tables = {"interactions": {"path": "never-read.csv", "user": "u", "item": "i"}, "itmes": []}
+    with pytest.raises(ConfigError, match=r"data.tables: unknown key .*'itmes'; did you mean 'items'\?"):
+        config_from_dict({"data": {"source": "tables", "tables": tables}})
+
+
 def test_config_round_trips_through_toml():
     config = config_from_dict({"epochs": 4, "ssl": {"alpha": 0.3}})
     assert config_from_dict(tomllib.loads(dump_config(config))) == config

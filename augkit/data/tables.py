@@ -265,6 +265,10 @@ def _build(where: str, entry: Any, base: Path | None, keys: Sequence[str], cls: 
     path = Path(path).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
+    required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING and f.name in keys]
+    missing = [k for k in required if k not in entry and k not in given]
+    if missing:
+        _fail(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} required")
     source = Source(path=path, **{k: entry[k] for k in _SOURCE_KEYS[1:] if k in entry})
     return cls(source=source, **{k: entry[k] for k in keys if k in entry}, **given)
 

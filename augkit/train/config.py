@@ -17,7 +17,7 @@ import attrs
 import cattrs
 import tomli_w
 
-from augkit.errors import ConfigError
+from augkit.errors import ConfigError, UnknownNameError
 
 
 @attrs.frozen(kw_only=True)
@@ -31,7 +31,18 @@ class DataConfig:
     history_len: int = 20
     """The user's last training items as a multi-valued query feature (0: none)."""
     tables: dict[str, Any] = attrs.field(factory=dict)
-    """Options of the ``tables`` source (see `augkit.data.tables`)."""
+    """Options of the ``tables`` source (see `augkit.data.tables`); checked when the config is
+    read, the files when the data is loaded."""
+
+    @tables.validator
+    def _check_tables(self, attribute: attrs.Attribute, value: dict[str, Any]) -> None:
+        if value:
+            from augkit.data.tables import TablesConfig
+
+            try:
+                TablesConfig.from_dict(value)
+            except (ConfigError, UnknownNameError) as error:
+                raise ValueError(f"data.tables: {error}") from None
 
 
 @attrs.frozen(kw_only=True)
