@@ -111,6 +111,25 @@ def test_matches_brute_force_reference(table):
     assert (mi.matrix >= 0).all()
 
 
+@given(tables())
+@SETTINGS
+def test_sparse_and_dense_counts_agree(table):
+    """Large vocabularies take the sparse count; zero-weight items must not add empty cells."""
+    import augkit_cfm.pairwise as pairwise
+
+    schema, raw, weights = table
+    corpus = FeatureBatch.from_tensors(schema, raw)
+    w = None if weights is None else torch.tensor(weights)
+    dense = compute_mutual_information(corpus, weights=w)
+    original = pairwise.DENSE_CELLS
+    try:
+        pairwise.DENSE_CELLS = 0
+        sparse = compute_mutual_information(corpus, weights=w)
+    finally:
+        pairwise.DENSE_CELLS = original
+    np.testing.assert_allclose(sparse.matrix, dense.matrix, rtol=0, atol=1e-12)
+
+
 @given(tables(weighted=False), st.sampled_from([0.5, 3.0, 1e3]))
 @SETTINGS
 def test_scaling_weights_leaves_mi_unchanged(table, scale):

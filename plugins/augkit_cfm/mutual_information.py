@@ -242,14 +242,17 @@ class MutualInformation:
                 f"the given weights are {weighting!r}"
             )
         columns = {name: column(corpus, name) for name in (*self.names, *new)}
-        changed = [n for n in self.names if columns[n].fingerprint() != self.fingerprints[n]]
+        fingerprints = {name: columns[name].fingerprint() for name in columns}
+        changed = [n for n in self.names if fingerprints[n] != self.fingerprints[n]]
         if changed:
             raise BatchValidationError(
                 f"extend: the data of feature(s) {', '.join(map(repr, changed))} changed since "
                 "the matrix was computed (fingerprint mismatch); recompute it from scratch"
             )
         names = tuple(n for n in corpus.schema.names if n in columns)
-        return _assemble(names, columns, item_weights, weighting, known=self.__getitem__, old=self.names)
+        return _assemble(
+            names, columns, item_weights, weighting, known=self.__getitem__, old=self.names, fingerprints=fingerprints
+        )
 
 
 def compute_mutual_information(
@@ -297,8 +300,10 @@ def _assemble(
     *,
     known: Callable[[tuple[str, str]], float] | None,
     old: tuple[str, ...],
+    fingerprints: Mapping[str, str] | None = None,
 ) -> MutualInformation:
-    """Fill the matrix over `names`, reading pairs of two `old` features from `known`."""
+    """Fill the matrix over `names`, reading pairs of two `old` features from `known`;
+    `fingerprints` of the columns, when already computed."""
     k = len(names)
     matrix = np.zeros((k, k))
     for i in range(k):
@@ -312,7 +317,7 @@ def _assemble(
     return MutualInformation(
         names=names,
         matrix=matrix,
-        fingerprints={name: columns[name].fingerprint() for name in names},
+        fingerprints=fingerprints or {name: columns[name].fingerprint() for name in names},
         weighting=weighting,
     )
 

@@ -5,9 +5,11 @@ For items i with weights w_i, value bags U_i (feature X) and V_i (feature Y)::
     p(x, y) ∝ Σ_i w_i Σ_{u ∈ U_i, v ∈ V_i} [x = u, y = v] / (|U_i| · |V_i|)
 
 over the items where both bags are non-empty; the marginals are the joint's. Cells are
-counted on pair codes ``x * V_y + y``: with a dense ``np.bincount`` table while
-``V_x * V_y <= DENSE_CELLS``, else sparsely (``np.unique``), so vocabularies of millions of
-values never allocate a ``[V_x, V_y]`` table.
+counted on pair codes ``x * V_y + y``: with a dense ``np.bincount`` table while it has at
+most `DENSE_CELLS` cells and at most `DENSE_PER_PAIR` cells per value pair counted, else
+sparsely (``np.unique``), so vocabularies of millions of values never allocate a
+``[V_x, V_y]`` table and few items never pay for scanning a large one. Two single-valued
+features take a direct path: one code per item, no broadcasting.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from augkit_cfm.columns import Column
 
 DENSE_CELLS = 1 << 24
 """Largest joint table (``V_x * V_y`` cells) counted densely."""
+
+DENSE_PER_PAIR = 8
+"""Most joint-table cells per counted value pair for the dense count (else sparse)."""
 
 CHUNK_TRIPLES = 1 << 22
 """Most (item, x-slot, y-slot) triples broadcast at once, to bound memory."""
@@ -43,7 +48,8 @@ def pair_mutual_information(x: Column, y: Column, weights: np.ndarray) -> float:
 def _joint_cells(x: Column, y: Column, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The joint's non-empty cells: (pair codes int64, unnormalised mass float64)."""
     cells = x.num_values * y.num_values
-    if cells <= DENSE_CELLS:
+    slots = x.ids.shape[0] * x.ids.shape[1] * y.ids.shape[1]  # value pairs, at most
+    if cells <= min(DENSE_CELLS, DENSE_PER_PAIR * slots):
         table = np.zeros(cells)
         for codes, mass in _triples(x, y, weights):
             table += np.bincount(codes, mass, minlength=cells)
@@ -52,9 +58,11 @@ def _joint_cells(x: Column, y: Column, weights: np.ndarray) -> tuple[np.ndarray,
     parts = [_sum_by_code(codes, mass) for codes, mass in _triples(x, y, weights)]
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0)
-    return _sum_by_code(
+    codes, mass = _sum_by_code(
         np.concatenate([codes for codes, _ in parts]), np.concatenate([mass for _, mass in parts])
     )
+    weighed = mass > 0  # cells of zero-weight items only are empty, as in the dense count
+    return codes[weighed], mass[weighed]
 
 
 def _sum_by_code(codes: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +72,12 @@ def _sum_by_code(codes: np.ndarray, mass: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _triples(x: Column, y: Column, weights: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Pair codes and masses of every valid (item, x-slot, y-slot), in chunks of items."""
+    if x.ids.shape[1] == 1 and y.ids.shape[1] == 1:  # single-valued: one pair per item
+        for start in range(0, x.ids.shape[0], CHUNK_TRIPLES):
+            rows = slice(start, start + CHUNK_TRIPLES)
+            both = x.valid[rows, 0] & y.valid[rows, 0]
+            yield (x.ids[rows, 0] * y.num_values + y.ids[rows, 0])[both], weights[rows][both]
+        return
     x_sizes, y_sizes = x.sizes, y.sizes
     items = np.flatnonzero((x_sizes > 0) & (y_sizes > 0))
     share = weights[items] / (x_sizes[items] * y_sizes[items])
