@@ -282,6 +282,77 @@ def test_keep_moments_match_a_direct_enumeration() -> None:
     assert keep_moments(rate, 2) == pytest.approx((mean, second - mean**2))
 
 
+def reference_dropout_kept(before: torch.Tensor, draws: torch.Tensor, rate: float) -> torch.Tensor:
+    """The kept mask of `ValueDropout.apply` as first written (any + argmax + scatter + or), the
+    reference its faster formula must reproduce bit for bit."""
+    after = before & (draws >= rate)
+    emptied = before.any(dim=1) & ~after.any(dim=1)
+    survivor = torch.where(before, draws, -1.0).argmax(dim=1, keepdim=True)
+    rescue = torch.zeros_like(before).scatter_(1, survivor, emptied.unsqueeze(1))
+    return after | rescue
+
+
+# Draw values that make ties and draws equal to the rate likely (the first largest draw must
+# stay on ties, and a draw equal to the rate is kept).
+TIE_DRAWS = (0.0, 0.25, 0.3, 0.5, 0.75, 0.9999999)
+
+
+@st.composite
+def dropout_inputs(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(before, draws, rate)``: rows that are empty, full, a prefix or random; draws uniform,
+    from a small set (ties), or one row shared by the batch (granularity "batch")."""
+    batch_size = draw(st.integers(0, 40))
+    max_len = draw(st.integers(1, 17))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**32 - 1)))
+    rows = []
+    for _ in range(batch_size):
+        kind = draw(st.sampled_from(("empty", "full", "prefix", "random")))
+        if kind == "empty":
+            rows.append(torch.zeros(max_len, dtype=torch.bool))
+        elif kind == "full":
+            rows.append(torch.ones(max_len, dtype=torch.bool))
+        elif kind == "prefix":
+            rows.append(torch.arange(max_len) < draw(st.integers(0, max_len)))
+        else:
+            rows.append(torch.rand(max_len, generator=generator) < 0.5)
+    before = torch.stack(rows) if rows else torch.zeros((0, max_len), dtype=torch.bool)
+    mode = draw(st.sampled_from(("uniform", "ties", "batch")))
+    if mode == "ties":
+        choice = torch.randint(len(TIE_DRAWS), (batch_size, max_len), generator=generator)
+        draws = torch.tensor(TIE_DRAWS, dtype=torch.float32)[choice]
+    else:
+        draws = torch.rand((1 if mode == "batch" else batch_size, max_len), generator=generator)
+        draws = draws.expand(batch_size, max_len)
+    rate = draw(st.sampled_from((0.0, 0.3, 1.0)) | st.floats(0, 1))
+    return before, draws, rate
+
+
+@settings(max_examples=300, deadline=None)
+@given(dropout_inputs())
+def test_dropout_kept_is_bit_identical_to_the_reference_formula(case) -> None:
+    before, draws, rate = case
+    schema = FeatureSchema([MultiCategorical(name="bag", num_values=5, max_len=before.shape[1])])
+    batch = random_batch(schema, before.shape[0], generator=torch.Generator().manual_seed(0))
+    batch = batch.with_kept({"bag": before})
+    kept = ValueDropout(rate=rate).apply(batch, {"bag": draws}).kept["bag"]
+    expected = reference_dropout_kept(before, draws, rate)
+    assert kept.dtype == expected.dtype == torch.bool
+    assert torch.equal(kept, expected)
+    assert torch.equal(before, batch.kept["bag"])  # the input mask is not written to
+
+
+@PROPERTY
+@given(with_aug(dropouts, required_kinds=("multi_categorical",)), seeds())
+def test_dropout_kept_matches_the_reference_on_drawn_batches(case, seed: int) -> None:
+    """The same, through `generate_parameters` on drawn schemas and batches (the real stream)."""
+    batch, aug = case
+    params = aug.generate_parameters(batch, generator=torch.Generator().manual_seed(seed))
+    view = aug.apply(batch, params)
+    for name, draws in params.items():
+        expected = reference_dropout_kept(batch.kept[name], draws, aug.rate)
+        assert torch.equal(view.kept[name], expected), name
+
+
 @settings(max_examples=15, deadline=None)
 @given(schemas_and_batches(kinds=("categorical", "dense")))
 def test_dropout_on_a_schema_without_bags_is_an_error(case) -> None:

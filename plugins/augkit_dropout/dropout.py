@@ -71,8 +71,10 @@ class ValueDropout(Augmentation[dict[str, torch.Tensor]]):
         for name, draws in params.items():
             before = batch.kept[name]
             after = before & (draws >= self.rate)
-            emptied = before.any(dim=1) & ~after.any(dim=1)
-            survivor = torch.where(before, draws, -1.0).argmax(dim=1, keepdim=True)
-            rescue = torch.zeros_like(before).scatter_(1, survivor, emptied.unsqueeze(1))
-            kept[name] = after | rescue
+            # The bag's largest draw (first on ties; -1 where the bag is empty) and its slot.
+            # A non-empty bag keeps that slot: either it is the rescued value (every draw fell
+            # below the rate) or its draw is >= the rate and `after` already keeps it. So one
+            # scatter of "the bag is non-empty" rescues exactly the bags that emptied.
+            largest, survivor = torch.where(before, draws, -1.0).max(dim=1, keepdim=True)
+            kept[name] = after.scatter_(1, survivor, largest >= 0)
         return batch.with_kept(kept)
