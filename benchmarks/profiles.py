@@ -1,0 +1,96 @@
+"""Problem sizes and repeat counts of the three profiles: tiny (smoke test), quick, full."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class Profile:
+    """Sizes of every case. Targets are defined at the sizes of the full profile; smaller
+    profiles evaluate them at their largest size and mark them indicative.
+
+    * augmentation: batch sizes B, the corpus the CFM matrix is computed from.
+    * mutual information: corpus sizes N.
+    * training: (main batch = SSL batch) sizes of one step.
+    * evaluation: (queries, items) where the naive and the chunked evaluation both run, and
+      larger sizes where only the chunked one runs (the naive one would not fit in memory).
+    * min_sample_s, warmup: shortest timed sample, untimed rounds before timing.
+    * evidence_calls: how many calls cProfile records for a missed target's evidence.
+    """
+
+    name: str
+    batch_sizes: tuple[int, ...]
+    cfm_corpus: int
+    augmentation_repeats: int
+    mi_items: tuple[int, ...]
+    mi_repeats: int
+    train_batch_sizes: tuple[int, ...]
+    train_repeats: int
+    eval_side_by_side: tuple[int, int]
+    eval_chunked_only: tuple[tuple[int, int], ...]
+    eval_repeats: int
+    eval_large_repeats: int
+    min_sample_s: float
+    warmup: int
+    evidence_calls: int
+
+
+TARGET_BATCH = 4096
+TARGET_MI_ITEMS = 1_000_000
+TARGET_TRAIN_BATCH = 1024
+TARGET_EVAL = (10_000, 1_000_000)
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        batch_sizes=(64, 128),
+        cfm_corpus=500,
+        augmentation_repeats=1,
+        mi_items=(1_000,),
+        mi_repeats=1,
+        train_batch_sizes=(64,),
+        train_repeats=1,
+        eval_side_by_side=(50, 2_000),
+        eval_chunked_only=((50, 4_000),),
+        eval_repeats=1,
+        eval_large_repeats=1,
+        min_sample_s=0.0,
+        warmup=0,
+        evidence_calls=2,
+    ),
+    "quick": Profile(
+        name="quick",
+        batch_sizes=(1024, 4096),
+        cfm_corpus=20_000,
+        augmentation_repeats=5,
+        mi_items=(100_000,),
+        mi_repeats=3,
+        train_batch_sizes=(1024,),
+        train_repeats=5,
+        eval_side_by_side=(1_000, 100_000),
+        eval_chunked_only=((1_000, 1_000_000),),
+        eval_repeats=3,
+        eval_large_repeats=1,
+        min_sample_s=0.02,
+        warmup=1,
+        evidence_calls=20,
+    ),
+    "full": Profile(
+        name="full",
+        batch_sizes=(1024, 4096, 16384),
+        cfm_corpus=20_000,
+        augmentation_repeats=7,
+        mi_items=(100_000, 1_000_000),
+        mi_repeats=3,
+        train_batch_sizes=(256, 1024, 2048),
+        train_repeats=7,
+        eval_side_by_side=(10_000, 100_000),
+        eval_chunked_only=((10_000, 1_000_000),),
+        eval_repeats=3,
+        eval_large_repeats=1,
+        min_sample_s=0.05,
+        warmup=1,
+        evidence_calls=50,
+    ),
+}
