@@ -42,12 +42,13 @@ def table_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_mi_on_an_item_table_prints_the_matrix_and_writes_json(table_file, tmp_path):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
-        result = runner.invoke(main, ["mi", str(table_file), "--multi", "tags=;", "--drop", "sku"])
-        assert result.exit_code == 0, result.output
-        saved = MutualInformation.load(Path(cwd) / "mi.json")
+def test_mi_on_an_item_table_prints_the_matrix_and_writes_json(table_file, tmp_path, monkeypatch):
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = CliRunner().invoke(main, ["mi", str(table_file), "--multi", "tags=;", "--drop", "sku"])
+    assert result.exit_code == 0, result.output
+    saved = MutualInformation.load(cwd / "mi.json")
     expected = compute_mutual_information(
         read_item_table(table_file, multi_valued={"tags": ";"}, drop=["sku"]).corpus
     )
