@@ -227,7 +227,9 @@ class TablesConfig:
         keys = ("user", "item", "timestamp")
         interactions = _within(
             "interactions",
-            lambda: _build("interactions", config["interactions"], base, keys, InteractionFile),
+            lambda: _build(
+                "interactions", config["interactions"], base, keys, InteractionFile, required=keys[:2]
+            ),
         )
         files = {
             entity: tuple(_feature_files(entity, config.get(entity, ()), base))
@@ -252,23 +254,33 @@ def _mapping(value: Any) -> None:
         _fail(f"expected a table (mapping), got {type(value).__name__}")
 
 
-def _build(where: str, entry: Any, base: Path | None, keys: Sequence[str], cls: type, **given: Any) -> Any:
+def _require(entry: Mapping[str, Any], keys: Sequence[str]) -> None:
+    missing = [key for key in keys if key not in entry]
+    if missing:
+        _fail(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} required")
+
+
+def _build(
+    where: str,
+    entry: Any,
+    base: Path | None,
+    keys: Sequence[str],
+    cls: type,
+    *,
+    required: Sequence[str] = (),
+    **given: Any,
+) -> Any:
     """A `cls` of a `Source` (the source keys of `entry`) and `entry`'s other `keys`, some of
-    them `given` already parsed."""
+    them `given` already parsed; ``path`` and the `required` keys must be in `entry`."""
     _mapping(entry)
     check_known_keys(f"key of {where}", entry, (*_SOURCE_KEYS, *keys))
-    if "path" not in entry:
-        _fail("'path' is required")
+    _require(entry, ("path", *required))
     path = entry["path"]
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         _fail(f"path must be a file path, got {path!r}")
     path = Path(path).expanduser()
     if base is not None and not path.is_absolute():
         path = base / path
-    required = [f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING and f.name in keys]
-    missing = [k for k in required if k not in entry and k not in given]
-    if missing:
-        _fail(f"{', '.join(map(repr, missing))} {'is' if len(missing) == 1 else 'are'} required")
     source = Source(path=path, **{k: entry[k] for k in _SOURCE_KEYS[1:] if k in entry})
     return cls(source=source, **{k: entry[k] for k in keys if k in entry}, **given)
 
@@ -282,9 +294,7 @@ def _feature_files(entity: str, entries: Any, base: Path | None) -> Iterable[Fea
 
         def build(entry: Any = entry, where: str = where) -> FeatureFile:
             _mapping(entry)
-            for key in ("key", "features"):
-                if key not in entry:
-                    _fail(f"{key!r} is required")
+            _require(entry, ("key", "features"))
             _within("features", lambda: _mapping(entry["features"]))
             features = [
                 _within(
@@ -307,9 +317,7 @@ def _feature_files(entity: str, entries: Any, base: Path | None) -> Iterable[Fea
 def _feature_column(where: str, name: str, spec: Any) -> FeatureColumn:
     _mapping(spec)
     check_known_keys(f"key of {where}", spec, ("type", "column", "max_len", "separator"))
-    for key in ("type", "column"):
-        if key not in spec:
-            _fail(f"{key!r} is required")
+    _require(spec, ("type", "column"))
     if spec["type"] not in FEATURE_TYPES:
         raise UnknownNameError(f"type of {where}", spec["type"], FEATURE_TYPES)
     return FeatureColumn(name=name, **spec)
