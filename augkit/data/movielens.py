@@ -159,13 +159,19 @@ def _id_order(file: Path, lines: np.ndarray, ids: np.ndarray, what: str) -> np.n
             f"{str(file)!r}, line {lines[row]}: {what} id {int(numbers[row])} is outside "
             f"1..{numbers.size} (the file has {numbers.size} rows)"
         )
-    order = np.argsort(numbers, kind="stable")
-    repeated = np.flatnonzero(numbers[order][1:] == numbers[order][:-1])
+    return _unique_order(file, lines, numbers, f"{what} id")
+
+
+def _unique_order(file: Path, lines: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
+    """The stable sort order of `values`; a value on two lines is an error naming both."""
+    order = np.argsort(values, kind="stable")
+    repeated = np.flatnonzero(values[order][1:] == values[order][:-1])
     if repeated.size:
         first, second = order[repeated[0]], order[repeated[0] + 1]
+        value = values[first]
+        shown = int(value) if values.dtype.kind == "i" else repr(str(value))
         raise ConfigError(
-            f"{str(file)!r}: {what} id {int(numbers[first])} appears on lines {lines[first]} "
-            f"and {lines[second]}"
+            f"{str(file)!r}: {what} {shown} appears on lines {lines[first]} and {lines[second]}"
         )
     return order
 
@@ -274,14 +280,7 @@ def _occupations(directory: Path, file: Path, lines: np.ndarray, cells: np.ndarr
         return len(vocabulary), ids
     names_lines, names = _read_fields(listing, "|", 1, "occupations")
     known = names[:, 0]
-    order = np.argsort(known, kind="stable")
-    repeated = np.flatnonzero(known[order][1:] == known[order][:-1])
-    if repeated.size:
-        first, second = order[repeated[0]], order[repeated[0] + 1]
-        raise ConfigError(
-            f"{str(listing)!r}: occupation {str(known[first])!r} appears on lines "
-            f"{names_lines[first]} and {names_lines[second]}"
-        )
+    order = _unique_order(listing, names_lines, known, "occupation")
     given = cells != ""
     slot = np.minimum(np.searchsorted(known[order], cells), known.size - 1)
     found = known[order][slot] == cells
