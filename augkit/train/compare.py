@@ -18,8 +18,6 @@ FD_RATE = 0.1
 """Feature-dropout rate of the FD baseline (not stated in the paper; our choice)."""
 VALUE_DROPOUT = 0.3
 """Value dropout after RFM/CFM masking: the paper's best rate."""
-ALPHA_GRID = (0.1, 0.3, 1.0, 3.0)
-"""The paper's search grid for the SSL weight alpha; here also the SO weight."""
 WEIGHTED_VARIANTS = ("so", "rfm", "cfm")
 """Variants that take alpha: one row per alpha of the grid."""
 SELECTION_KEY = "all/recall@10"
@@ -185,7 +183,7 @@ def run_compare(
     lines = {}
     for label in best.values():
         per_decile = [decile_recall(run["model"], k) for run in results[label]]
-        lines[label] = [_mean_std(values)[0] if _mean_std(values) else None for values in zip(*per_decile)]
+        lines[label] = [stats[0] if (stats := _mean_std(values)) else None for values in zip(*per_decile)]
     plot_deciles(lines, out / "recall_by_decile.png", k=k, title=f"{base.name}: Recall@{k} by decile, mean of {seeds} seeds")
     (out / "compare.json").write_text(
         json.dumps(
