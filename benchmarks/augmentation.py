@@ -263,13 +263,7 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             ),
         ],
         series=[
-            Series(
-                quantity=f"augmentation {name}",
-                size_name="B",
-                unit="s",
-                sizes=sorted(timed),
-                values=[timed[b][3][name] for b in sorted(timed)],
-            )
+            Series.of(f"augmentation {name}", "B", {b: timed[b][3][name] for b in timed})
             for name in ("augkit", "per_example", "clone_floor")
         ],
     )

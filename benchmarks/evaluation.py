@@ -185,19 +185,9 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             "each candidate's first call measures its peak memory and recall and is its warm-up",
         ],
         series=[
-            Series(
-                quantity="evaluation chunked time",
-                size_name="N",
-                unit="s",
-                sizes=sorted(series_t),
-                values=[series_t[n] for n in sorted(series_t)],
-            ),
-            Series(
-                quantity="evaluation chunked peak memory",
-                size_name="N",
-                unit="bytes",
-                sizes=sorted(series_m),
-                values=[series_m[n] or 0 for n in sorted(series_m)],
+            Series.of("evaluation chunked time", "N", series_t),
+            Series.of(
+                "evaluation chunked peak memory", "N", {n: m or 0 for n, m in series_m.items()}, unit="bytes"
             ),
         ],
     )

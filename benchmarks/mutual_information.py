@@ -163,13 +163,7 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             "bag: 9 features, one multi-valued (fractional value pairs); 'extend' adds only the bag",
         ],
         series=[
-            Series(
-                quantity=f"mutual information {name}",
-                size_name="N",
-                unit="s",
-                sizes=sorted(at_size),
-                values=[at_size[n][4][name] for n in sorted(at_size)],
-            )
+            Series.of(f"mutual information {name}", "N", {n: at_size[n][4][name] for n in at_size})
             for name in ("augkit", "sklearn_pairwise", "extend_one", "multi_valued_full")
         ],
     )

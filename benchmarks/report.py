@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -82,6 +82,14 @@ class Series:
     unit: str
     sizes: tuple[int, ...] = attrs.field(converter=tuple)
     values: tuple[float, ...] = attrs.field(converter=tuple)
+
+    @classmethod
+    def of(cls, quantity: str, size_name: str, by_size: Mapping[int, float], *, unit: str = "s") -> Series:
+        """The series of `by_size` (size -> value), in increasing size."""
+        sizes = sorted(by_size)
+        return cls(
+            quantity=quantity, size_name=size_name, unit=unit, sizes=sizes, values=[by_size[n] for n in sizes]
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -136,13 +136,7 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             "aug share = augmentation alone / SSL step",
         ],
         series=[
-            Series(
-                quantity=f"training {name}",
-                size_name="batch",
-                unit="s",
-                sizes=sorted(measured),
-                values=[measured[b][1][name] for b in sorted(measured)],
-            )
+            Series.of(f"training {name}", "batch", {b: measured[b][1][name] for b in measured})
             for name in ("step_no_ssl", "step_ssl", "augmentation")
         ],
     )
