@@ -29,15 +29,36 @@ def granularity(instance: Any, attribute: attrs.Attribute, value: str) -> None:
 
 
 def feature_names(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...] | None) -> None:
-    """None (all features) or a non-empty tuple of distinct names."""
+    """None (all features) or a non-empty tuple of distinct names; never a string."""
     if value is None:
         return
-    if not value or len(set(value)) != len(value) or not all(isinstance(v, str) for v in value):
+    names = name_list(instance.name, attribute.name, value)
+    if not names or not all(isinstance(v, str) for v in names) or len(set(names)) != len(names):
         raise ValueError(
             f"{instance.name}: {attribute.name} must be None or distinct feature names, got {value!r}"
         )
 
 
-def optional_tuple(value: Any) -> tuple[str, ...] | None:
-    """Converter: lists (from TOML/JSON) become tuples; None stays None."""
-    return None if value is None else tuple(value)
+def name_list(owner: str, parameter: str, value: Any) -> tuple[Any, ...]:
+    """`value`, a list or tuple (of feature names), as a tuple.
+
+    Anything else raises ValueError naming `owner` and `parameter`: a string especially, which
+    would iterate as its letters, and sets, whose order varies between processes.
+    """
+    if isinstance(value, str):
+        raise ValueError(
+            f"{owner}: {parameter} must be a list of feature names, got the string {value!r}; "
+            f"write [{value!r}]"
+        )
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"{owner}: {parameter} must be a list of feature names, got {type(value).__name__} "
+            f"{value!r}"
+        )
+    return tuple(value)
+
+
+def optional_tuple(value: Any) -> Any:
+    """Converter: lists (from TOML/JSON) become tuples; anything else (None, a string, a
+    number) stays as it is, for `feature_names` to accept or reject by name."""
+    return tuple(value) if isinstance(value, list) else value

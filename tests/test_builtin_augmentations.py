@@ -4,6 +4,7 @@ kit run over every built-in, cfm included."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -370,6 +371,50 @@ def test_dropout_of_a_single_valued_or_unknown_feature_is_an_error() -> None:
         ValueDropout(features=("tags", "genre"))(batch, generator=torch.Generator())
     with pytest.raises(UnknownNameError, match="unknown feature 'tag'; did you mean 'tags'"):
         ValueDropout(features=("tag",))(batch, generator=torch.Generator())
+
+
+FEATURE_TAKERS = {
+    "mask": lambda features: MaskFeatures(p=0.5, features=features),
+    "dropout": lambda features: ValueDropout(features=features),
+    "complementary": lambda features: ComplementaryMasking(features=features),
+}
+
+
+@pytest.mark.parametrize("name", FEATURE_TAKERS)
+@settings(max_examples=25, deadline=None)
+@given(text=st.text(max_size=12))
+def test_a_string_of_features_is_rejected_not_split_into_letters(name: str, text: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        FEATURE_TAKERS[name](text)
+    assert str(raised.value) == (
+        f"{name}: features must be a list of feature names, got the string {text!r}; "
+        f"write [{text!r}]"
+    )
+
+
+@pytest.mark.parametrize("name", FEATURE_TAKERS)
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        ({"genre"}, "features must be a list of feature names, got set {'genre'}"),
+        (3, "features must be a list of feature names, got int 3"),
+        ([], "features must be None or distinct feature names, got ()"),
+        (["genre", "genre"], "features must be None or distinct feature names"),
+        (["genre", ["tags"]], "features must be None or distinct feature names"),
+    ],
+)
+def test_features_must_be_a_list_of_distinct_names(name: str, features, message: str) -> None:
+    with pytest.raises(ValueError, match="^" + re.escape(f"{name}: {message}")):
+        FEATURE_TAKERS[name](features)
+
+
+@pytest.mark.parametrize("name", FEATURE_TAKERS)
+def test_features_from_a_config_list_become_a_tuple(name: str) -> None:
+    params = {"p": 0.5} if name == "mask" else {}
+    aug = from_config({"name": name, "params": {**params, "features": ["tags"]}})
+    assert aug.features == ("tags",)
+    with pytest.raises(ValueError, match=f"^{name}: features must be a list .* the string 'tags'"):
+        from_config({"name": name, "params": {**params, "features": "tags"}})
 
 
 # -- config, granularity, two views -------------------------------------------------------------------

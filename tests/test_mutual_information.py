@@ -263,6 +263,24 @@ def test_features_come_in_schema_order_and_errors_name_the_feature():
         compute_mutual_information(corpus, features=["a", "a"])
 
 
+@settings(max_examples=20, deadline=None)
+@given(text=st.text(max_size=8))
+def test_a_string_of_features_is_rejected_not_split_into_letters(text):
+    corpus = small_corpus()
+    message = f"features must be a list of feature names, got the string {text!r}; write [{text!r}]"
+    with pytest.raises(ValueError) as raised:
+        compute_mutual_information(corpus, features=text)
+    assert str(raised.value) == f"compute_mutual_information: {message}"
+    with pytest.raises(ValueError) as raised:
+        compute_mutual_information(corpus, features=["a", "b"]).extend(corpus, text)
+    assert str(raised.value) == f"extend: {message}"
+
+
+def test_names_of_a_matrix_must_be_a_list_not_a_string():
+    with pytest.raises(ConfigError, match="names must be distinct feature names, got 'ab'"):
+        MutualInformation(names="ab", matrix=np.zeros((2, 2)), fingerprints={"a": "0", "b": "0"})
+
+
 def test_out_of_range_ids_in_an_unvalidated_batch_are_rejected():
     corpus = small_corpus()
     values = dict(corpus.values)

@@ -13,6 +13,7 @@ import attrs
 import numpy as np
 import torch
 
+from augkit import validators
 from augkit.batch import FeatureBatch
 from augkit.errors import AugkitError, BatchValidationError, ConfigError, UnknownNameError
 from augkit.schema import Dense
@@ -26,12 +27,14 @@ UNIFORM = "uniform"
 _KEYS = ("version", "names", "matrix", "fingerprints", "weighting")
 
 
-def _names(value: Sequence[str]) -> tuple[str, ...]:
-    return tuple(value)
+def _names(value: Any) -> Any:
+    """Converter: a list (from JSON) becomes a tuple; anything else, a string especially,
+    stays as it is for `_check_names` to reject."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _check_names(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-    if not value or not all(isinstance(n, str) for n in value) or len(set(value)) != len(value):
+    if not isinstance(value, tuple) or not value or not all(isinstance(n, str) for n in value) or len(set(value)) != len(value):
         raise ConfigError(f"MutualInformation.names must be distinct feature names, got {value!r}")
 
 
@@ -218,7 +221,7 @@ class MutualInformation:
         their fingerprints) and `weights` must be the ones this matrix was computed with.
         The result lists all features in the order of ``corpus.schema``.
         """
-        new = tuple(features)
+        new = validators.name_list("extend", "features", features)
         if not new:
             raise ValueError("extend: give at least one feature to add")
         if len(set(new)) != len(new):
@@ -283,9 +286,12 @@ def compute_mutual_information(
                 f"(features: {', '.join(schema.names)})"
             )
     else:
-        requested = tuple(features)
+        requested = validators.name_list("compute_mutual_information", "features", features)
         if not requested or len(set(requested)) != len(requested):
-            raise ValueError(f"features must be one or more distinct feature names, got {list(requested)}")
+            raise ValueError(
+                "compute_mutual_information: features must be one or more distinct feature names, "
+                f"got {list(requested)}"
+            )
         names = tuple(schema.names[i] for i in sorted(schema.indices(requested)))
     item_weights, weighting = _weights(weights, corpus.batch_size)
     columns = {name: column(corpus, name) for name in names}
