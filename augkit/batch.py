@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from augkit.errors import BatchValidationError, UnknownNameError
-from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
+from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, FeatureSpec, MultiCategorical
 
 TensorLike = torch.Tensor | np.ndarray | list
 
@@ -70,7 +70,10 @@ class FeatureBatch:
           (anywhere in the row); padded to ``max_len``. A bag with no id is missing.
         * `Dense`: floating ``[B, dim]``, finite.
 
-        `present` (optional ``bool [B, k]``) marks further features as missing.
+        Ids of any integer dtype are checked before they become ``int64``, so none wraps
+        (``uint64`` ``2**64 - 1`` is out of range, not ``-1``). `present` (optional
+        ``bool [B, k]``) marks further features as missing. `device` must be one this process
+        can use, not "meta": validation reads the data (move a built batch with `to`).
         Raises `BatchValidationError` naming the feature, position and value at fault.
         """
         unknown = [name for name in values if name not in schema]
@@ -82,7 +85,12 @@ class FeatureBatch:
                 f"batch values lack feature(s) {', '.join(map(repr, absent))}; "
                 f"the schema has {', '.join(schema.names)}"
             )
-        tensors = {n: _as_tensor(f"feature {n!r}", values[n], device) for n in schema.names}
+        if device is not None:
+            device = _no_meta("FeatureBatch.from_tensors", check_device("FeatureBatch.from_tensors", device))
+        tensors = {
+            spec.name: _as_tensor(f"feature {spec.name!r}", values[spec.name], device, _expected(spec))
+            for spec in schema
+        }
         if device is None:
             devices = {t.device for t in tensors.values()}
             if len(devices) > 1:
@@ -92,7 +100,7 @@ class FeatureBatch:
                     + "; pass device=... to move them"
                 )
         batch_size = _batch_size(tensors)
-        target = next(iter(tensors.values())).device
+        target = _no_meta("FeatureBatch.from_tensors", next(iter(tensors.values())).device)
         out_values: dict[str, torch.Tensor] = {}
         kept: dict[str, torch.Tensor] = {}
         present_columns = []
@@ -123,7 +131,7 @@ class FeatureBatch:
                 present_columns.append(torch.ones(batch_size, dtype=torch.bool, device=target))
         present_mask = torch.stack(present_columns, dim=1)
         if present is not None:
-            given = _as_tensor("'present'", present, target)
+            given = _as_tensor("'present'", present, target, "booleans")
             if given.dtype != torch.bool or tuple(given.shape) != (batch_size, len(schema)):
                 raise BatchValidationError(
                     f"'present' must be bool [{batch_size}, {len(schema)}], "
@@ -171,7 +179,9 @@ class FeatureBatch:
         )
 
     def to(self, device: torch.device | str, *, non_blocking: bool = False) -> FeatureBatch:
-        """The same batch on `device`."""
+        """The same batch on `device`: one this process can use, or "meta" (shapes only, for
+        checking code for host syncs). `BatchValidationError` for any other."""
+        device = check_device("FeatureBatch.to", device)
 
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=non_blocking)
@@ -208,12 +218,101 @@ class FeatureBatch:
         return out
 
 
-def _as_tensor(what: str, data: TensorLike, device: torch.device | str | None) -> torch.Tensor:
+_DEVICE_ERRORS = (RuntimeError, AssertionError, NotImplementedError, ImportError)
+"""What torch raises for a device it cannot use (AssertionError: not compiled with CUDA)."""
+
+
+def check_device(what: str, device: object) -> torch.device:
+    """`device` (a `torch.device`, or a string such as ``"cuda:0"``) as a `torch.device` that
+    this process can place tensors on, "meta" included; `BatchValidationError` naming `what`
+    for anything else."""
+    if isinstance(device, bool) or not isinstance(device, (torch.device, str, int)):
+        raise BatchValidationError(
+            f"{what}: device must be a torch.device or a string such as 'cpu' or 'cuda:0', "
+            f"got {type(device).__name__} {device!r}"
+        )
+    try:
+        resolved = torch.device(device)
+    except _DEVICE_ERRORS as error:
+        raise BatchValidationError(
+            f"{what}: {device!r} is not a device ({error}); expected e.g. 'cpu', 'cuda' or 'cuda:0'"
+        ) from None
+    reason = _unavailable(resolved)
+    if reason is not None:
+        raise BatchValidationError(f"{what}: device {str(resolved)!r} is not available: {reason}")
+    return resolved
+
+
+@functools.lru_cache(maxsize=64)
+def _unavailable(device: torch.device) -> str | None:
+    """Why this process cannot place tensors on `device`, or None when it can."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            return "torch.cuda.is_available() is False"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA device(s), cuda:0 .. cuda:{count - 1}"
+        return None
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "torch.backends.mps.is_available() is False"
+    try:
+        torch.empty(0, device=device)
+    except _DEVICE_ERRORS as error:
+        return str(error).splitlines()[0].split(". ")[0]
+    return None
+
+
+def _no_meta(what: str, device: torch.device) -> torch.device:
+    if device.type == "meta":
+        raise BatchValidationError(
+            f"{what}: the meta device holds no data to validate; build the batch on a real "
+            "device, then move it with .to('meta')"
+        )
+    return device
+
+
+def _expected(spec: FeatureSpec) -> str:
+    """What user data of `spec` holds, for error messages."""
+    if isinstance(spec, Dense):
+        return "finite floating-point values"
+    return f"ids 0..{spec.num_values - 1}, or {MISSING} for missing/padding"
+
+
+def _as_tensor(what: str, data: TensorLike, device: torch.device | None, expected: str) -> torch.Tensor:
+    """`data` as a tensor on `device` (where it is when None). A Python int that int64 cannot
+    hold is named with its position and `expected`."""
     try:
         tensor = torch.as_tensor(data)
     except (TypeError, ValueError, RuntimeError) as error:
+        huge = _first_huge_int(data, ())
+        if huge is not None:
+            value, position = huge
+            raise BatchValidationError(
+                f"{what}: {value} at position {position} is out of range (beyond int64); "
+                f"expected {expected}"
+            ) from None
         raise BatchValidationError(f"{what}: cannot make a tensor of it ({error})") from None
-    return tensor if device is None else tensor.to(device)
+    if device is None:
+        return tensor
+    try:
+        return tensor.to(device)
+    except _DEVICE_ERRORS as error:
+        raise BatchValidationError(
+            f"{what}: cannot move it from {tensor.device} to {device} ({error})"
+        ) from None
+
+
+def _first_huge_int(data: object, position: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
+    """The first Python int of nested lists `data` that int64 cannot hold, and its position."""
+    if isinstance(data, (list, tuple)):
+        for index, item in enumerate(data):
+            found = _first_huge_int(item, (*position, index))
+            if found is not None:
+                return found
+        return None
+    if isinstance(data, int) and not -(2**63) <= data < 2**63:
+        return data, position
+    return None
 
 
 def _batch_size(tensors: Mapping[str, torch.Tensor]) -> int:
@@ -243,15 +342,34 @@ def _check_ids(
         raise BatchValidationError(
             f"feature {name!r}: expected shape {what}, got {list(tensor.shape)}"
         )
-    tensor = tensor.long()
+    tensor = _as_int64(name, tensor, num_values)
     bad = (tensor < MISSING) | (tensor >= num_values)
     if bool(bad.any()):
         position = _position(bad)
-        raise BatchValidationError(
-            f"feature {name!r}: id {int(tensor[position])} at position {position} is out of range; "
-            f"expected 0..{num_values - 1}, or {MISSING} for missing/padding"
-        )
+        raise _id_out_of_range(name, int(tensor[position]), position, num_values)
     return tensor
+
+
+def _as_int64(name: str, tensor: torch.Tensor, num_values: int) -> torch.Tensor:
+    """Integer ids as ``int64``; a ``uint64`` id past the int64 range is an error (a cast would
+    wrap it: ``2**64 - 1`` would read as ``-1``, missing)."""
+    if tensor.dtype != torch.uint64:
+        return tensor.long()
+    signed = tensor.view(torch.int64)
+    beyond = signed < 0
+    if bool(beyond.any()):
+        position = _position(beyond)
+        raise _id_out_of_range(name, int(signed[position]) + 2**64, position, num_values)
+    return signed
+
+
+def _id_out_of_range(
+    name: str, value: int, position: tuple[int, ...], num_values: int
+) -> BatchValidationError:
+    return BatchValidationError(
+        f"feature {name!r}: id {value} at position {position} is out of range; "
+        f"expected 0..{num_values - 1}, or {MISSING} for missing/padding"
+    )
 
 
 def _check_dense(spec: Dense, tensor: torch.Tensor) -> None:

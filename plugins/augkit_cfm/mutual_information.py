@@ -34,7 +34,8 @@ def _names(value: Any) -> Any:
 
 
 def _check_names(instance: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-    if not isinstance(value, tuple) or not value or not all(isinstance(n, str) for n in value) or len(set(value)) != len(value):
+    names_ok = isinstance(value, tuple) and value and all(isinstance(n, str) for n in value)
+    if not names_ok or len(set(value)) != len(value):
         raise ConfigError(f"MutualInformation.names must be distinct feature names, got {value!r}")
 
 
