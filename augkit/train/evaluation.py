@@ -1,52 +1,163 @@
-"""Full-corpus evaluation of a trained run, sliced by item popularity (head, tail, cold)."""
+"""Full-corpus evaluation of a trained run on its validation or test log, sliced by item
+popularity (head, tail, cold)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import torch
+from torch import nn
 
 from augkit.batch import FeatureBatch
-from augkit.metrics import Interactions, evaluate, popularity_deciles, popularity_slices, top_popular
+from augkit.data.splits import Split
+from augkit.errors import UnknownNameError
+from augkit.metrics import (
+    Interactions,
+    RetrievalMetrics,
+    evaluate,
+    popularity_deciles,
+    popularity_slices,
+    top_popular,
+)
 from augkit.towers import Tower
 from augkit.train.run import RunParts
 
 DECILE_PREFIX = "decile_"
+HOLDOUTS = ("valid", "test")
+"""The held-out logs of a `Split` that a run can be evaluated on."""
+
+
+@attrs.frozen(eq=False)
+class Holdout:
+    """The queries of one evaluation, on the CPU.
+
+    ``users``: ``LongTensor[Q]``, the evaluated users in increasing id order (query q is user
+    ``users[q]``). ``target``: their held-out items (`Interactions` over Q queries). ``known``:
+    the items each had before (training, plus validation when evaluating on test), left out
+    of the ranking. ``slices``: ``{name: BoolTensor[N]}`` item masks from the training counts.
+    """
+
+    users: torch.Tensor
+    target: Interactions
+    known: Interactions
+    slices: dict[str, torch.Tensor]
 
 
 @torch.no_grad()
 def embed(tower: Tower, batch: FeatureBatch, chunk: int = 8192) -> torch.Tensor:
-    """``FloatTensor[B, d]``: `tower` in eval mode over `batch`, `chunk` rows at a time."""
+    """``FloatTensor[B, d]`` on the tower's device: `tower` in eval mode over `batch`, `chunk`
+    rows at a time (each chunk moved to the tower's device, wherever `batch` lives)."""
+    device = _device(tower)
     was_training = tower.training
     tower.eval()
-    rows = torch.arange(batch.batch_size)
-    out = torch.cat([tower(batch.select(part)) for part in rows.split(chunk)])
+    rows = torch.arange(batch.batch_size, device=batch.device)
+    out = torch.cat([tower(batch.select(part).to(device)) for part in rows.split(chunk)])
     tower.train(was_training)
     return out
 
 
-def evaluate_run(parts: RunParts) -> dict[str, Any]:
-    """``{"model": ..., "top_popular": ...}`` metrics (`RetrievalMetrics.as_dict`) over the
-    test users, their training items excluded. Slices: head (top ``eval.head_fraction`` of items
-    by training count), tail, cold (never in training) and ``decile_0`` .. ``decile_9``."""
-    config, split = parts.config, parts.split
-    num_items = parts.dataset.num_items
-    test_users = torch.unique(split.test.users)
-    query_of_user = torch.full((parts.dataset.num_users,), -1, dtype=torch.long)
-    query_of_user[test_users] = torch.arange(len(test_users))
-    test = Interactions.from_pairs(
-        query_of_user[split.test.users], split.test.items, len(test_users), num_items
-    )
-    in_test = query_of_user[split.train.users] >= 0
-    exclude = Interactions.from_pairs(
-        query_of_user[split.train.users[in_test]], split.train.items[in_test], len(test_users), num_items
-    )
-    slices = dict(popularity_slices(parts.train_counts, config.eval.head_fraction))
-    deciles = popularity_deciles(parts.train_counts)
+def item_slices(train_counts: torch.Tensor, head_fraction: float) -> dict[str, torch.Tensor]:
+    """``{"head", "tail", "cold", "decile_0" .. "decile_9"}`` item masks (``BoolTensor[N]``)
+    from ``LongTensor[N]`` training counts; cold items are those never in training."""
+    slices = dict(popularity_slices(train_counts, head_fraction))
+    deciles = popularity_deciles(train_counts)
     slices.update({f"{DECILE_PREFIX}{d}": deciles == d for d in range(10)})
-    ks = config.eval.ks
-    query_emb = embed(parts.model["query"], parts.queries.select(test_users))
+    return slices
+
+
+def build_holdout(
+    parts: RunParts,
+    *,
+    on: str = "test",
+    max_users: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Holdout:
+    """The users with events in ``parts.split.valid`` (``on="valid"``) or ``parts.split.test``
+    (``on="test"``), their held-out items, and what they are known to have interacted with
+    before: training items for validation, training and validation items for test.
+
+    With `max_users`, at most that many of those users, drawn uniformly without replacement
+    from `generator` (required then; the same generator state picks the same users).
+    """
+    if on not in HOLDOUTS:
+        raise UnknownNameError("held-out log", on, HOLDOUTS)
+    split, num_users, num_items = parts.split, parts.dataset.num_users, parts.dataset.num_items
+    target = getattr(split, on)
+    users = _choose_users(torch.unique(target.users), max_users, generator)
+    query_of_user = torch.full((num_users,), -1, dtype=torch.long)
+    query_of_user[users] = torch.arange(len(users))
+    known_users, known_items = _known_before(split, on)
+    return Holdout(
+        users=users,
+        target=_pairs(query_of_user, target.users, target.items, len(users), num_items),
+        known=_pairs(query_of_user, known_users, known_items, len(users), num_items),
+        slices=item_slices(parts.train_counts, parts.config.eval.head_fraction),
+    )
+
+
+def evaluate_model(parts: RunParts, holdout: Holdout) -> RetrievalMetrics:
+    """Full-corpus metrics of ``parts.model`` on `holdout` at ``config.eval.ks``, computed on
+    the towers' device."""
+    query_emb = embed(parts.model["query"], parts.queries.select(holdout.users))
     item_emb = embed(parts.model["item"], parts.dataset.items)
-    model = evaluate(query_emb, item_emb, test, exclude, ks=ks, slices=slices)
-    popular = top_popular(parts.train_counts, test, exclude, ks=ks, slices=slices)
+    return evaluate(
+        query_emb, item_emb, holdout.target, holdout.known, ks=parts.config.eval.ks, slices=holdout.slices
+    )
+
+
+def evaluate_run(
+    parts: RunParts,
+    *,
+    on: str = "test",
+    max_users: int | None = None,
+    generator: torch.Generator | None = None,
+) -> dict[str, Any]:
+    """``{"model": ..., "top_popular": ...}`` metrics (`RetrievalMetrics.as_dict`) on the
+    validation or test log (`build_holdout`), on the towers' device. Slices: head (top
+    ``eval.head_fraction`` of items by training count), tail, cold (never in training) and
+    ``decile_0`` .. ``decile_9``."""
+    holdout = build_holdout(parts, on=on, max_users=max_users, generator=generator)
+    model = evaluate_model(parts, holdout)
+    counts = parts.train_counts.to(_device(parts.model["item"]))
+    ks, slices = parts.config.eval.ks, holdout.slices
+    popular = top_popular(counts, holdout.target, holdout.known, ks=ks, slices=slices)
     return {"model": model.as_dict(), "top_popular": popular.as_dict()}
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _choose_users(
+    users: torch.Tensor, max_users: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """`users` (increasing ``LongTensor[U]``), or `max_users` of them drawn from `generator`,
+    still increasing."""
+    if max_users is None:
+        return users
+    if isinstance(max_users, bool) or not isinstance(max_users, int) or max_users < 1:
+        raise ValueError(f"max_users must be a positive int or None, got {max_users!r}")
+    if generator is None:
+        raise ValueError("max_users needs a generator to draw the users from")
+    if max_users >= len(users):
+        return users
+    chosen = torch.randperm(len(users), generator=generator)[:max_users]
+    return users[torch.sort(chosen).values]
+
+
+def _known_before(split: Split, on: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(users, items) ``LongTensor[K]`` each: the events before the `on` log."""
+    if on == "valid":
+        return split.train.users, split.train.items
+    before = (split.train, split.valid)
+    return torch.cat([log.users for log in before]), torch.cat([log.items for log in before])
+
+
+def _pairs(
+    query_of_user: torch.Tensor, users: torch.Tensor, items: torch.Tensor, num_queries: int, num_items: int
+) -> Interactions:
+    """The (query, item) pairs of the events whose user is a query (``query_of_user >= 0``)."""
+    queries = query_of_user[users]
+    inside = queries >= 0
+    return Interactions.from_pairs(queries[inside], items[inside], num_queries, num_items)
