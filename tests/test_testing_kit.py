@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import re
 import textwrap
 from typing import ClassVar
 
 import attrs
+import numpy as np
 import pytest
 import torch
 from hypothesis import find, given, settings
@@ -25,6 +27,7 @@ from augkit.testing import (
     check_augmentation,
     check_config_round_trip,
     check_generate_then_apply,
+    check_global_rngs_untouched,
     check_granularity,
     check_ids_in_range,
     check_input_not_mutated,
@@ -84,6 +87,34 @@ class GlobalRandom(HalfMask):
         self, batch: FeatureBatch, *, generator: torch.Generator
     ) -> torch.Tensor:
         return torch.rand(batch.present.shape) < self.p  # ignores `generator`
+
+
+class ReseedsNumpy(HalfMask):
+    """Reproducible, but by reseeding NumPy's global RNG: the caller's stream changes."""
+
+    name: ClassVar[str] = "reseeds_numpy"
+
+    def generate_parameters(
+        self, batch: FeatureBatch, *, generator: torch.Generator
+    ) -> torch.Tensor:
+        np.random.seed(0)
+        draws = torch.from_numpy(np.random.random_sample(tuple(batch.present.shape)))
+        return draws.to(batch.device) < self.p
+
+
+class ReseedsPythonRandom(HalfMask):
+    """Reproducible, but shuffles its mask's columns with a reseeded global `random`."""
+
+    name: ClassVar[str] = "reseeds_python_random"
+
+    def generate_parameters(
+        self, batch: FeatureBatch, *, generator: torch.Generator
+    ) -> torch.Tensor:
+        columns = list(range(len(batch.schema)))
+        random.seed(0)
+        random.shuffle(columns)
+        mask = super().generate_parameters(batch, generator=generator)
+        return mask[:, torch.tensor(columns, device=batch.device)]
 
 
 class ChangesValues(HalfMask):
@@ -272,7 +303,7 @@ class SecondViewMutates(SwapHalves):
 
 REGISTRY = Registry()
 for _cls in (
-    HalfMask, MutatesInput, GlobalRandom, ChangesValues, DeclaredOutOfRange, PriceNoise, Unmasks,
+    HalfMask, MutatesInput, GlobalRandom, ReseedsNumpy, ReseedsPythonRandom, ChangesValues, DeclaredOutOfRange, PriceNoise, Unmasks,
     EmptiesBags, DoublePrice, ReadsOnHost, AcceptsNoGenerator, CallDiffersFromApply, ForgetsP,
     TensorParam, LiesBatch, LiesExample, SwapHalves, OneViewPair, SecondViewMutates,
 ):  # fmt: skip
@@ -318,6 +349,24 @@ BROKEN = [
             "two calls with generators seeded 0 gave different present of the view (does it draw from "
             "a global RNG"
         ),
+    ),
+    (
+        GlobalRandom(),
+        check_global_rngs_untouched,
+        (
+            "the call changed the state of the global torch RNG; draw from `generator` only "
+            "(e.g. torch.rand(..., generator=generator))"
+        ),
+    ),
+    (
+        ReseedsNumpy(),
+        check_global_rngs_untouched,
+        "the call changed the state of the global NumPy (np.random) RNG; draw from `generator` only",
+    ),
+    (
+        ReseedsPythonRandom(),
+        check_global_rngs_untouched,
+        "the call changed the state of the global Python `random` RNG; draw from `generator` only",
     ),
     (
         ChangesValues(),
@@ -416,6 +465,41 @@ def test_checks_reject_what_is_not_a_batch_or_schema() -> None:
         TypeError, match="batch_or_schema must be a FeatureBatch or a FeatureSchema, got dict"
     ):
         check_reproducible(HalfMask(), {"genre": [1]})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("aug", [ReseedsNumpy(), ReseedsPythonRandom()], ids=repr)
+def test_reseeding_a_global_rng_is_reproducible_but_still_caught(aug: Augmentation) -> None:
+    check_reproducible(aug, fresh_batch(), registry=REGISTRY)
+    with pytest.raises(AssertionError, match=r"^check_global_rngs_untouched failed for reseeds_"):
+        check_global_rngs_untouched(aug, fresh_batch(), registry=REGISTRY)
+
+
+def test_global_rng_check_restores_what_the_augmentation_changed() -> None:
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    expected = (torch.rand(3), np.random.random(3), random.random())
+    torch.manual_seed(5)
+    np.random.seed(5)
+    random.seed(5)
+    for aug in (GlobalRandom(), ReseedsNumpy(), ReseedsPythonRandom()):
+        with pytest.raises(AssertionError):
+            check_global_rngs_untouched(aug, fresh_batch())
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.random(3), expected[1])
+    assert random.random() == expected[2]
+
+
+def test_global_rng_check_names_every_state_it_finds_changed() -> None:
+    @attrs.frozen(kw_only=True)
+    class DrawsEverywhere(HalfMask):
+        def generate_parameters(self, batch, *, generator):
+            random.random(), np.random.random(), torch.rand(1)
+            return super().generate_parameters(batch, generator=generator)
+
+    with pytest.raises(AssertionError) as raised:
+        check_global_rngs_untouched(DrawsEverywhere(), fresh_batch())
+    assert "the global torch and NumPy (np.random) and Python `random` RNG;" in str(raised.value)
 
 
 def test_reproducibility_check_restores_the_global_rngs() -> None:

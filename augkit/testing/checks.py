@@ -50,6 +50,9 @@ IDENTICAL_ITEMS = 256
 GRANULARITY_SEEDS = 8
 """Generator seeds `check_granularity` tries."""
 
+GLOBAL_RNG_SEED = 0x5EED
+"""Seed of the global RNGs while `check_global_rngs_untouched` watches them."""
+
 
 class Check(Protocol):
     """The signature every check shares."""
@@ -314,6 +317,47 @@ def check_reproducible(
         )
 
 
+def check_global_rngs_untouched(
+    aug: AnyAugmentation,
+    batch_or_schema: FeatureBatch | FeatureSchema,
+    *,
+    generator_seed: int = 0,
+    registry: Registry | None = None,
+) -> None:
+    """The call leaves the global RNG states as they were: torch's (on the CPU, and on the
+    batch's CUDA device), NumPy's (``np.random``) and Python's `random`. An augmentation draws
+    from the ``generator`` it is given, never from a global RNG, nor reseeds one.
+
+    The global RNGs are seeded afresh for the call (so an augmentation that reseeds one cannot
+    happen to leave the state it found) and restored afterwards.
+    """
+    name = "check_global_rngs_untouched"
+    batch = _batch(batch_or_schema, generator_seed)
+    with _perturbed_global_rngs(GLOBAL_RNG_SEED, batch.device):
+        before = _global_rng_states(batch.device)
+        _run(name, aug, batch, generator_seed)
+        after = _global_rng_states(batch.device)
+    touched = [label for label, state in before.items() if after[label] != state]
+    if touched:
+        _fail(
+            name,
+            aug,
+            f"the call changed the state of the global {' and '.join(touched)} RNG; draw from "
+            "`generator` only (e.g. torch.rand(..., generator=generator))",
+        )
+
+
+def _global_rng_states(device: torch.device) -> dict[str, object]:
+    """Comparable snapshots of the global RNGs, by the name a failure gives them."""
+    kind, keys, *rest = np.random.get_state()
+    states: dict[str, object] = {"torch": torch.get_rng_state().numpy().tobytes()}
+    if device.type == "cuda":
+        states[f"torch {device.type}"] = torch.cuda.get_rng_state(device).numpy().tobytes()
+    states["NumPy (np.random)"] = (kind, keys.tobytes(), *rest)
+    states["Python `random`"] = random.getstate()
+    return states
+
+
 def check_rejects_missing_generator(
     aug: AnyAugmentation,
     batch_or_schema: FeatureBatch | FeatureSchema,
@@ -562,6 +606,7 @@ CHECKS: Mapping[str, Check] = {
         check_ids_in_range,
         check_input_not_mutated,
         check_reproducible,
+        check_global_rngs_untouched,
         check_rejects_missing_generator,
         check_no_host_sync,
         check_generate_then_apply,
