@@ -303,7 +303,8 @@ class SecondViewMutates(SwapHalves):
 
 REGISTRY = Registry()
 for _cls in (
-    HalfMask, MutatesInput, GlobalRandom, ReseedsNumpy, ReseedsPythonRandom, ChangesValues, DeclaredOutOfRange, PriceNoise, Unmasks,
+    HalfMask, MutatesInput, GlobalRandom, ReseedsNumpy, ReseedsPythonRandom, ChangesValues,
+    DeclaredOutOfRange, PriceNoise, Unmasks,
     EmptiesBags, DoublePrice, ReadsOnHost, AcceptsNoGenerator, CallDiffersFromApply, ForgetsP,
     TensorParam, LiesBatch, LiesExample, SwapHalves, OneViewPair, SecondViewMutates,
 ):  # fmt: skip
