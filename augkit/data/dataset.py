@@ -40,12 +40,17 @@ class InteractionLog:
 
 @attrs.frozen(eq=False)
 class RecDataset:
-    """Row i of ``items`` is item id i, row u of ``users`` is user id u."""
+    """Row i of ``items`` is item id i, row u of ``users`` is user id u.
+
+    ``warnings``: what the loader found worth a look but not wrong, one human-readable line
+    each (e.g. the join report of `augkit.data.tables.read_tables`); empty by default.
+    """
 
     name: str
     items: FeatureBatch
     users: FeatureBatch
     interactions: InteractionLog
+    warnings: tuple[str, ...] = attrs.field(default=(), converter=tuple, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         for column, table in (("items", self.items), ("users", self.users)):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -13,6 +13,7 @@ import attrs
 import numpy as np
 
 from augkit.batch import FeatureBatch
+from augkit.data.delimited import Columns, factorize, read_delimited, sorted_codes, split_cells
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
 
@@ -74,14 +75,12 @@ def pad_bags(rows: np.ndarray, ids: np.ndarray, num_rows: int) -> np.ndarray:
 
 
 def encode(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Sorted vocabulary of the non-empty strings in `values` (``""`` is missing), and the int64
-    ids of `values` in it (``MISSING`` where empty)."""
-    values = np.asarray(values, dtype=str)
-    filled = values != ""
-    ids = np.full(values.shape, MISSING, dtype=np.int64)
-    vocabulary, inverse = np.unique(values[filled], return_inverse=True)
-    ids[filled] = inverse
-    return tuple(vocabulary.tolist()), ids
+    """Sorted vocabulary of the non-empty strings in 1-D `values` (``""`` is missing), and the
+    int64 ids of `values` in it (``MISSING`` where empty)."""
+    vocabulary, ids = sorted_codes(*factorize(np.asarray(values)))
+    if vocabulary and vocabulary[0] == "":  # the empty string sorts first
+        return tuple(vocabulary[1:]), ids - 1
+    return tuple(vocabulary), ids
 
 
 def read_item_table(
@@ -99,7 +98,8 @@ def read_item_table(
     cells are stripped and an empty cell is missing. Columns in `multi_valued` are split by the
     given separator into bags (sets: repeated values count once). `id_column` names a column
     of unique keys: each item's id is then its row number, and its vocabulary the keys in file
-    order. Errors name the file, line and column at fault.
+    order. Only the kept columns are held in memory; a UTF-8 byte-order mark is dropped.
+    Errors name the file, line and column at fault.
     """
     file = Path(path)
     separator = SEPARATORS.get(file.suffix.lower())
@@ -108,31 +108,26 @@ def read_item_table(
             f"item table {str(file)!r}: unknown extension {file.suffix!r}; "
             f"expected one of {', '.join(SEPARATORS)}"
         )
-    header, rows = _read_rows(file, separator, encoding)
     drop = tuple(drop)
-    for what, names in (("multi-valued column", multi_valued), ("dropped column", drop)):
-        for name in names:
-            if name not in header:
-                raise UnknownNameError(f"{what} of {str(file)!r}", name, header)
     for name, sep in multi_valued.items():
         if not isinstance(sep, str) or not sep:
             raise ConfigError(
                 f"item table {str(file)!r}: separator of column {name!r} must be a non-empty "
                 f"string, got {sep!r}"
             )
-    if id_column is not None and (id_column not in header or id_column in drop or id_column in multi_valued):
-        raise ConfigError(
-            f"item table {str(file)!r}: id_column {id_column!r} must be a kept, single-valued "
-            f"column of the header {header}"
-        )
-    table = np.array(rows, dtype=str).reshape(len(rows), len(header))
+
+    def select(names: tuple[str, ...] | None, width: int) -> dict[str, int]:
+        assert names is not None  # read with a header
+        _check_header(file, names, multi_valued, drop, id_column)
+        return {name: j for j, name in enumerate(names) if name not in drop}
+
+    table = read_delimited(file, delimiter=separator, encoding=encoding, header=True, select=select)
+    if not len(table):
+        raise ConfigError(f"item table {str(file)!r} has a header but no item rows")
     specs, values, vocabularies = [], {}, {}
-    for j, name in enumerate(header):
-        if name in drop:
-            continue
-        cells = table[:, j]
+    for name, cells in table.cells.items():
         if name == id_column:
-            vocabulary, ids = _keys(file, name, cells)
+            vocabulary, ids = _keys(table, name)
         elif name in multi_valued:
             vocabulary, ids = _bags(cells, multi_valued[name])
         else:
@@ -152,22 +147,14 @@ def read_item_table(
     return ItemTable(schema, FeatureBatch.from_tensors(schema, values), vocabularies)
 
 
-def _read_rows(file: Path, separator: str, encoding: str) -> tuple[list[str], list[list[str]]]:
-    """Header (stripped, checked) and rows (stripped cells) of a delimited text file."""
-    try:
-        with file.open(newline="", encoding=encoding) as handle:
-            lines = list(csv.reader(handle, delimiter=separator))
-    except OSError as error:
-        raise ConfigError(f"cannot read item table {str(file)!r}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"item table {str(file)!r} is not {encoding} text ({error}); pass encoding=..."
-        ) from None
-    except csv.Error as error:
-        raise ConfigError(f"item table {str(file)!r}: {error}") from None
-    if not lines:
-        raise ConfigError(f"item table {str(file)!r} is empty; expected a header line")
-    header = [cell.strip() for cell in lines[0]]
+def _check_header(
+    file: Path,
+    header: tuple[str, ...],
+    multi_valued: Mapping[str, str],
+    drop: tuple[str, ...],
+    id_column: str | None,
+) -> None:
+    """Column names are unique identifiers, and the named columns are in the header."""
     for name in header:
         if not name.isidentifier():
             raise ConfigError(
@@ -177,34 +164,34 @@ def _read_rows(file: Path, separator: str, encoding: str) -> tuple[list[str], li
     if len(set(header)) != len(header):
         twice = next(name for name in header if header.count(name) > 1)
         raise ConfigError(f"item table {str(file)!r}, line 1: column {twice!r} appears twice")
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
-        if len(line) != len(header):
-            raise ConfigError(
-                f"item table {str(file)!r}, line {number}: {len(line)} fields, the header has {len(header)}"
-            )
-        rows.append([cell.strip() for cell in line])
-    if not rows:
-        raise ConfigError(f"item table {str(file)!r} has a header but no item rows")
-    return header, rows
+    for what, names in (("multi-valued column", multi_valued), ("dropped column", drop)):
+        for name in names:
+            if name not in header:
+                raise UnknownNameError(f"{what} of {str(file)!r}", name, header)
+    if id_column is not None and (id_column not in header or id_column in drop or id_column in multi_valued):
+        raise ConfigError(
+            f"item table {str(file)!r}: id_column {id_column!r} must be a kept, single-valued "
+            f"column of the header {list(header)}"
+        )
 
 
-def _keys(file: Path, name: str, cells: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+def _keys(table: Columns, name: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Row numbers as ids of a column of unique, non-empty keys."""
-    keys = np.asarray(cells, dtype=str)
+    keys = table.cells[name]
     empty = np.flatnonzero(keys == "")
     if empty.size:
         raise BatchValidationError(
-            f"item table {str(file)!r}, line {int(empty[0]) + 2}: id column {name!r} is empty"
+            f"item table {str(table.file)!r}, line {int(table.lines[empty[0]])}: id column {name!r} is empty"
         )
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        duplicate = keys[first[counts > 1][0]]
-        lines = np.flatnonzero(keys == duplicate)[:2] + 2
+    uniques, codes = factorize(keys)
+    if len(uniques) < keys.size:
+        rows = np.arange(keys.size)
+        first = np.full(len(uniques), keys.size)
+        np.minimum.at(first, codes, rows)
+        again = int(np.flatnonzero(first[codes] != rows)[0])
+        lines = table.lines[[first[codes[again]], again]]
         raise BatchValidationError(
-            f"item table {str(file)!r}: id column {name!r} repeats key {str(duplicate)!r} on lines "
+            f"item table {str(table.file)!r}: id column {name!r} repeats key {str(keys[again])!r} on lines "
             f"{lines[0]} and {lines[1]}"
         )
     return tuple(keys.tolist()), np.arange(keys.size, dtype=np.int64)
@@ -212,8 +199,56 @@ def _keys(file: Path, name: str, cells: np.ndarray) -> tuple[tuple[str, ...], np
 
 def _bags(cells: np.ndarray, separator: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Vocabulary and padded bag ids of cells holding `separator`-joined values."""
-    tokens = [[t.strip() for t in cell.split(separator)] for cell in cells.tolist()]
-    tokens = [[t for t in bag if t] for bag in tokens]
-    rows = np.repeat(np.arange(len(tokens)), [len(bag) for bag in tokens])
-    vocabulary, ids = encode(np.array([t for bag in tokens for t in bag], dtype=str))
-    return vocabulary, pad_bags(rows, ids, len(tokens))
+    rows, values = split_cells(cells, separator)
+    vocabulary, ids = encode(values)
+    return vocabulary, pad_bags(rows, ids, cells.size)
+
+
+NEAR_UNIQUE = 0.5
+"""`categorical_warnings`: a categorical column with at least this many distinct values per item
+is near-unique."""
+NUMERIC_LOOKING = 0.9
+"""`categorical_warnings`: a categorical column whose distinct values are at least this fraction
+numbers looks numeric."""
+
+
+def categorical_warnings(table: ItemTable) -> list[str]:
+    """Warnings, one line each, on single-valued categorical features that are probably not
+    categories, in schema order:
+
+    * near-unique: at least `NEAR_UNIQUE` × items distinct values (a feature named ``id`` or
+      ``*_id``, a key, is exempt): it says little more than which item a row is, and its mutual
+      information with any feature is close to that feature's own information;
+    * numeric-looking: at least `NUMERIC_LOOKING` of its distinct string values parse as finite
+      numbers: each number is a value of its own, unordered; a quantity is better a dense
+      feature (``type = "dense"`` in a tables config). Values that are not strings (a loader
+      chose their type, e.g. MovieLens years) are not checked.
+    """
+    warnings = []
+    for spec in table.schema:
+        if not isinstance(spec, Categorical):
+            continue
+        vocabulary = table.vocabularies[spec.name]
+        keyed = spec.name == "id" or spec.name.endswith("_id")
+        if not keyed and spec.num_values >= NEAR_UNIQUE * len(table):
+            warnings.append(
+                f"column {spec.name!r} is near-unique ({spec.num_values} distinct values among "
+                f"{len(table)} items) but treated as categorical: if it is a key or free text, "
+                "drop it (--drop)"
+            )
+        strings = [value for value in vocabulary if isinstance(value, str)]
+        numeric = sum(map(_is_finite_number, strings))
+        if strings and numeric >= NUMERIC_LOOKING * len(strings):
+            warnings.append(
+                f"column {spec.name!r} looks numeric ({numeric} of its {len(strings)} distinct values "
+                "are numbers) but is treated as categorical, each number a value of its own: if it "
+                'is a quantity, read it as a dense feature (type = "dense" in a tables config)'
+            )
+    return warnings
+
+
+def _is_finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

@@ -3,10 +3,14 @@
 A config (a plain mapping, e.g. the ``[data.tables]`` table of a trainer TOML) names the files:
 
 * ``interactions`` = ``{path, sep, header, encoding, user, item, timestamp}``: one event per
-  record; ``user``/``item`` (required) and ``timestamp`` (optional, integers) are columns.
+  record; ``user``/``item`` (required) and ``timestamp`` (optional: integer Unix seconds, or
+  ISO-8601 times) are columns.
 * ``items``, ``users`` (optional) = lists of feature files, each
   ``{path, sep, header, encoding, key, form, features}``: ``key`` is the item (user) column;
-  ``features`` maps each feature name to ``{type, column, max_len, separator}``.
+  ``features`` maps each feature name to ``{type, column, max_len, separator}``; ``type`` is
+  one of `FEATURE_TYPES`.
+* ``key_type`` (optional): how keys compare, ``"str"`` (default) or ``"int"`` for every key, or
+  ``{user = ..., item = ...}`` (`KeyTypes`).
 * ``name`` (optional): the data set's name (default ``"tables"``).
 
 A column is a header name, or a 0-based index (the only choice when ``header = false``).
@@ -18,10 +22,12 @@ directory). Every key is validated: unknown keys raise `UnknownNameError` with t
 from __future__ import annotations
 
 import codecs
-import csv
 import keyword
 import os
+import re
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
@@ -32,14 +38,19 @@ import torch
 
 from augkit.batch import FeatureBatch
 from augkit.data.dataset import InteractionLog, RecDataset
+from augkit.data.delimited import factorize, read_delimited, sorted_codes, split_cells
 from augkit.data.items import ItemTable, pad_bags
 from augkit.errors import ConfigError, UnknownNameError, check_known_keys
-from augkit.schema import MISSING, Categorical, FeatureSchema, MultiCategorical
+from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
 
 SEPARATORS: Mapping[str, str] = MappingProxyType({".csv": ",", ".tsv": "\t", ".tab": "\t", ".dat": "\t"})
 """Default field separator of a text file, by extension."""
 PARQUET = ".parquet"
-FEATURE_TYPES: tuple[str, ...] = ("categorical", "multi_categorical")
+FEATURE_TYPES: tuple[str, ...] = ("categorical", "multi_categorical", "dense")
+"""``categorical``: one value per key; ``multi_categorical``: a bag of values; ``dense``: one
+number per key (a `Dense` feature of dim 1, float32)."""
+KEY_TYPES: tuple[str, ...] = ("str", "int")
+"""``str``: keys compare as text, NFC-normalised; ``int``: as integers (``01`` is ``1``)."""
 FORMS: tuple[str, ...] = ("wide", "long")
 """``wide``: one record per key. ``long``: one record per (key, value); values gather in bags."""
 
@@ -78,9 +89,10 @@ def _separator(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class Source:
-    """A table file: CSV/TSV (read with `csv` as `encoding` text; `sep` one character, by
-    extension when None; `header`: the first line names the columns) or Parquet (`sep` and
-    `header` do not apply; cells are read as strings, timestamps as Unix seconds)."""
+    """A table file: CSV/TSV (read with `csv` as `encoding` text, a UTF-8 byte-order mark
+    dropped; `sep` one character, by extension when None; `header`: the first line names the
+    columns) or Parquet (`sep` and `header` do not apply; cells are read as strings, timestamps
+    as Unix seconds, list columns as bags)."""
 
     path: Path = attrs.field(converter=Path)
     sep: str | None = attrs.field(default=None, validator=_separator)
@@ -127,9 +139,10 @@ def _check_columns(source: Source, columns: dict[str, Column | None]) -> None:
 
 @attrs.frozen(kw_only=True)
 class FeatureColumn:
-    """Feature `name` read from `column`: ``categorical`` (one value per key) or
+    """Feature `name` read from `column`: ``categorical`` (one value per key),
     ``multi_categorical`` (a bag per key; `separator` splits a cell into values, required in
-    wide form; `max_len`, at least the longest bag, fixes the width, default the longest bag)."""
+    wide form unless the column is a Parquet list; `max_len`, at least the longest bag, fixes the
+    width, default the longest bag) or ``dense`` (one finite number per key)."""
 
     name: str
     type: str = attrs.field(validator=_one_of(FEATURE_TYPES))
@@ -142,7 +155,7 @@ class FeatureColumn:
             _fail(
                 f"feature name {self.name!r} is not an identifier (letters, digits, underscores; no keyword)"
             )
-        if self.type == "categorical":
+        if self.type != "multi_categorical":
             for key in ("max_len", "separator"):
                 if getattr(self, key) is not None:
                     _fail(f"{key} applies to multi_categorical features only")
@@ -167,12 +180,18 @@ class FeatureFile:
         _check_columns(
             self.source, {"key": self.key, **{f"features.{f.name}.column": f.column for f in self.features}}
         )
+        if self.source.is_parquet:
+            return  # a list column needs no separator: checked when read
         for feature in self.features:
             if self.form == "wide" and feature.type == "multi_categorical" and feature.separator is None:
-                _fail(
-                    f"multi_categorical feature {feature.name!r} of a wide-form file needs a "
-                    "separator (the values of one cell are split by it), or use form = 'long'"
-                )
+                _needs_separator(feature)
+
+
+def _needs_separator(feature: FeatureColumn) -> NoReturn:
+    _fail(
+        f"multi_categorical feature {feature.name!r} of a wide-form file needs a "
+        "separator (the values of one cell are split by it), or use form = 'long'"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -189,12 +208,34 @@ class InteractionFile:
 
 
 @attrs.frozen(kw_only=True)
+class KeyTypes:
+    """How the user and the item keys compare, each one of `KEY_TYPES`: as NFC-normalised text
+    (``str``, the default) or as integers (``int``: ``01`` and ``1`` are one key, a key that is
+    not an integer is an error). Applies to the log's column and to every feature file's key."""
+
+    user: str = attrs.field(default="str", validator=_one_of(KEY_TYPES))
+    item: str = attrs.field(default="str", validator=_one_of(KEY_TYPES))
+
+    @classmethod
+    def from_value(cls, value: Any) -> KeyTypes:
+        """``"str"``/``"int"`` for both, or a mapping ``{user, item}`` (each optional)."""
+        if isinstance(value, str):
+            if value not in KEY_TYPES:
+                _fail(f"must be one of {', '.join(KEY_TYPES)} or a table {{user, item}}, got {value!r}")
+            return cls(user=value, item=value)
+        _mapping(value)
+        check_known_keys("key of key_type", value, ("user", "item"))
+        return cls(**value)
+
+
+@attrs.frozen(kw_only=True)
 class TablesConfig:
     """Everything `load_tables` reads; build it from a plain mapping with `from_dict`."""
 
     interactions: InteractionFile
     items: tuple[FeatureFile, ...] = attrs.field(default=(), converter=tuple)
     users: tuple[FeatureFile, ...] = attrs.field(default=(), converter=tuple)
+    key_type: KeyTypes = attrs.field(factory=KeyTypes)
     name: str = "tables"
 
     def __attrs_post_init__(self) -> None:
@@ -221,7 +262,9 @@ class TablesConfig:
         e.g. ``items[0].features.genre``."""
         base = Path(base_dir) if base_dir is not None else None
         _within("the tables config", lambda: _mapping(config))
-        check_known_keys("key of the tables config", config, ("interactions", "items", "users", "name"))
+        check_known_keys(
+            "key of the tables config", config, ("interactions", "items", "users", "key_type", "name")
+        )
         if "interactions" not in config:
             _fail("the tables config lacks 'interactions' (the file of user-item events)")
         keys = ("user", "item", "timestamp")
@@ -235,9 +278,12 @@ class TablesConfig:
             entity: tuple(_feature_files(entity, config.get(entity, ()), base))
             for entity in ("items", "users")
         }
+        key_type = _within("key_type", lambda: KeyTypes.from_value(config.get("key_type", "str")))
         return _within(
             "the tables config",
-            lambda: cls(interactions=interactions, name=config.get("name", "tables"), **files),
+            lambda: cls(
+                interactions=interactions, key_type=key_type, name=config.get("name", "tables"), **files
+            ),
         )
 
 
@@ -325,14 +371,24 @@ def _feature_column(where: str, name: str, spec: Any) -> FeatureColumn:
 
 # -- reading ---------------------------------------------------------------------------------
 @attrs.frozen(eq=False)
+class _Bags:
+    """A Parquet list column: value ``values[e]`` (a stripped, non-empty string) is in the bag
+    of record ``records[e]``."""
+
+    records: np.ndarray
+    values: np.ndarray
+
+
+@attrs.frozen(eq=False)
 class _Table:
-    """Stripped string cells of the wanted columns of one file; `numbers` are the records' line
-    (text) or row (Parquet) numbers, for messages."""
+    """Stripped string cells (object arrays) of the wanted columns of one file, or `_Bags` for a
+    Parquet list column; `numbers` are the records' line (text) or row (Parquet) numbers, for
+    messages."""
 
     file: Path
     unit: str
     numbers: np.ndarray
-    cells: Mapping[Column, np.ndarray]
+    cells: Mapping[Column, np.ndarray | _Bags]
 
     def where(self, record: int | None, column: Column | None = None) -> str:
         """`file`, line and column of a record, for messages."""
@@ -342,6 +398,16 @@ class _Table:
         if column is not None:
             text += f", column {column!r}"
         return text
+
+    def scalar(self, column: Column, what: str) -> np.ndarray:
+        """The cells of `column`, which must hold one value per record."""
+        cells = self.cells[column]
+        if isinstance(cells, _Bags):
+            _fail(
+                f"{self.where(None, column)}: a Parquet list column holds several values per row; "
+                f"{what} takes one (only a multi_categorical feature reads a list column)"
+            )
+        return cells
 
 
 def _resolve(file: Path, names: Sequence[str] | None, width: int, column: Column) -> int:
@@ -367,36 +433,16 @@ def _read(source: Source, columns: Sequence[Column]) -> _Table:
 
 def _read_text(source: Source, columns: Sequence[Column]) -> _Table:
     file = source.path
-    records: list[tuple[int, list[str]]] = []
-    try:
-        with file.open(newline="", encoding=source.encoding) as handle:
-            reader = csv.reader(handle, delimiter=source.delimiter)
-            try:
-                records = [(reader.line_num, row) for row in reader if row]
-            except csv.Error as error:
-                raise ConfigError(f"{str(file)!r}, line {reader.line_num}: {error}") from None
-    except OSError as error:
-        raise ConfigError(f"cannot read table file {str(file)!r}: {error}") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{str(file)!r} is not {source.encoding} text ({error}); set encoding") from None
-    names = None
-    if source.header:
-        if not records:
-            _fail(f"{str(file)!r} is empty; expected a header line")
-        names = tuple(cell.strip() for cell in records.pop(0)[1])
-    if not records:
-        _fail(f"{str(file)!r} has no data {'after its header' if names else 'lines'}")
-    numbers = np.fromiter((n for n, _ in records), dtype=np.int64, count=len(records))
-    widths = np.fromiter((len(row) for _, row in records), dtype=np.int64, count=len(records))
-    width = len(names) if names is not None else int(widths[0])
-    bad = np.flatnonzero(widths != width)
-    if bad.size:
-        first = int(bad[0])
-        expected = "the header has" if names is not None else f"line {int(numbers[0])} has"
-        _fail(f"{str(file)!r}, line {int(numbers[first])}: {int(widths[first])} fields, {expected} {width}")
-    table = np.array([row for _, row in records], dtype=str)
-    cells = {c: np.char.strip(table[:, _resolve(file, names, width, c)]) for c in columns}
-    return _Table(file, "line", numbers, cells)
+    read = read_delimited(
+        file,
+        delimiter=source.delimiter,
+        encoding=source.encoding,
+        header=source.header,
+        select=lambda names, width: {c: _resolve(file, names, width, c) for c in columns},
+    )
+    if not len(read):
+        _fail(f"{str(file)!r} has no data {'after its header' if source.header else 'lines'}")
+    return _Table(file, "line", read.lines, read.cells)
 
 
 def _read_parquet(source: Source, columns: Sequence[Column]) -> _Table:
@@ -418,25 +464,117 @@ def _read_parquet(source: Source, columns: Sequence[Column]) -> _Table:
     if table.num_rows == 0:
         _fail(f"{str(file)!r} has no rows")
 
-    def strings(name: str) -> np.ndarray:
-        column = table.column(name)
+    def strings(column: Any) -> np.ndarray:
         if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
             column = pc.cast(pc.cast(column, pa.timestamp("s"), safe=False), pa.int64())
-        values = pc.fill_null(pc.cast(column, pa.string()), "").to_numpy(zero_copy_only=False)
-        return np.char.strip(values.astype(str))
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        return pc.fill_null(text, "").to_numpy(zero_copy_only=False).astype(object)
 
-    cells = {c: strings(names[i]) for c, i in indices.items()}
-    return _Table(file, "row", np.arange(1, table.num_rows + 1), cells)
+    def cells(name: str) -> np.ndarray | _Bags:
+        column = table.column(name)
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+            return strings(column)
+        lists = column.combine_chunks()
+        records = pc.list_parent_indices(lists).to_numpy()
+        values = strings(pc.list_flatten(lists))
+        filled = values != ""
+        return _Bags(records[filled].astype(np.int64), values[filled])
+
+    read = {c: cells(names[i]) for c, i in indices.items()}
+    return _Table(file, "row", np.arange(1, table.num_rows + 1), read)
 
 
-def _int64(cells: np.ndarray, where: Callable[[int], str]) -> np.ndarray:
-    """int64 of the integer strings `cells`; else `ConfigError` ``"{where(i)}: ..."`` naming
-    the first cell i that is not an int64."""
+# -- cells -----------------------------------------------------------------------------------
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
+
+
+def _as_int(text: str) -> int | None:
+    """The integer `text` writes in decimal digits (with an optional sign), else None."""
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
+def _iso_seconds(text: str) -> int | None:
+    """Unix seconds (floored) of an ISO-8601 date or time, naive ones taken as UTC; else None."""
     try:
-        return np.asarray(cells, dtype=str).astype(np.int64)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _SECOND
+
+
+def _required(table: _Table, column: Column, what: str) -> np.ndarray:
+    """The cells of `column`, none of them empty."""
+    cells = table.scalar(column, what)
+    empty = np.flatnonzero(cells == "")
+    if empty.size:
+        _fail(f"{table.where(int(empty[0]), column)}: empty {what}, which is required")
+    return cells
+
+
+def _per_value(
+    cells: np.ndarray, parse: Callable[[str], Any], bad: Callable[[int, str], NoReturn], dtype: Any
+) -> np.ndarray:
+    """``parse`` of every cell, called once per distinct cell; ``bad(record, cell)`` is called
+    for the first record whose cell ``parse`` maps to None."""
+    uniques, codes = factorize(cells)
+    parsed = [parse(u) for u in uniques]
+    if None in parsed:
+        first = parsed.index(None)  # distinct values are in order of first occurrence
+        bad(int(np.argmax(codes == first)), uniques[first])
+    return np.asarray(parsed, dtype=dtype)[codes]
+
+
+def _keys(table: _Table, column: Column, what: str, key_type: str) -> np.ndarray:
+    """The non-empty keys of `column` as comparable strings: NFC-normalised text, or the decimal
+    digits of their integer when `key_type` is ``int``."""
+    cells = _required(table, column, what)
+
+    def not_int(record: int, cell: str) -> NoReturn:
+        _fail(
+            f"{table.where(record, column)}: {what} {cell!r} is not an integer "
+            f'(key_type.{what.split()[0]} = "int")'
+        )
+
+    if key_type == "int":
+        return _per_value(cells, lambda u: None if (n := _as_int(u)) is None else str(n), not_int, object)
+    return _per_value(cells, lambda u: unicodedata.normalize("NFC", u), not_int, object)
+
+
+def _timestamps(table: _Table, column: Column) -> np.ndarray:
+    """int64 Unix seconds of a timestamp column: every cell an integer, or every cell an
+    ISO-8601 date or time (naive times are UTC)."""
+    cells = _required(table, column, "timestamp")
+    try:
+        return cells.astype(np.int64)
     except (ValueError, OverflowError):
-        bad = next(i for i, cell in enumerate(cells.tolist()) if not _is_int64(cell))
-    _fail(f"{where(bad)}: {str(cells[bad])!r} is not an integer")
+        pass
+    first = f"the first timestamp ({cells[0]!r}, {table.unit} {int(table.numbers[0])})"
+
+    def not_int(record: int, cell: str) -> NoReturn:
+        _fail(
+            f"{table.where(record, column)}: {cell!r} is not an integer; {first} is Unix seconds, "
+            "so every one must be"
+        )
+
+    def not_iso(record: int, cell: str) -> NoReturn:
+        if record == 0:
+            _fail(
+                f"{table.where(0, column)}: {cell!r} is neither an integer (Unix seconds) nor an "
+                "ISO-8601 time such as 2023-11-15T09:30:00Z"
+            )
+        _fail(
+            f"{table.where(record, column)}: {cell!r} is not an ISO-8601 time; {first} is, "
+            "so every one must be"
+        )
+
+    if _is_int64(cells[0]):
+        return _per_value(cells, lambda u: int(u) if _is_int64(u) else None, not_int, np.int64)
+    return _per_value(cells, _iso_seconds, not_iso, np.int64)
 
 
 def _is_int64(text: str) -> bool:
@@ -446,13 +584,31 @@ def _is_int64(text: str) -> bool:
         return False
 
 
-def _required(table: _Table, column: Column, what: str) -> np.ndarray:
-    """The cells of `column`, none of them empty."""
-    cells = table.cells[column]
-    empty = np.flatnonzero(cells == "")
-    if empty.size:
-        _fail(f"{table.where(int(empty[0]), column)}: empty {what}, which is required")
-    return cells
+def _numbers(table: _Table, column: Column, records: np.ndarray) -> np.ndarray:
+    """float32 of the numeric cells at `records` of `column`; each must be a finite float32."""
+    cells = table.cells[column][records]
+
+    def fail(i: int, what: str) -> NoReturn:
+        _fail(f"{table.where(int(records[i]), column)}: {str(cells[i])!r} is not {what}")
+
+    try:
+        wide = cells.astype(np.float64)
+    except ValueError:
+        fail(next(i for i, cell in enumerate(cells.tolist()) if not _is_float(cell)), "a number")
+    with np.errstate(over="ignore"):
+        narrow = wide.astype(np.float32)
+    infinite = np.flatnonzero(~np.isfinite(narrow))
+    if infinite.size:
+        fail(int(infinite[0]), "a finite number (that fits float32)")
+    return narrow
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _encode(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
@@ -461,26 +617,31 @@ def _encode(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     The vocabulary is in numeric order when every value is an integer (so keys ``0..n-1`` keep
     their ids), else in string order.
     """
-    unique, inverse = np.unique(np.asarray(values, dtype=str), return_inverse=True)
-    try:
-        order = np.lexsort((unique, unique.astype(np.int64)))
-    except (ValueError, OverflowError):
-        return tuple(unique.tolist()), inverse.astype(np.int64).reshape(-1)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return tuple(unique[order].tolist()), rank[inverse.reshape(-1)].astype(np.int64)
+    uniques, codes = factorize(values)
+    numeric = all(_INTEGER.fullmatch(u) for u in uniques)
+    vocabulary, ids = sorted_codes(uniques, codes, (lambda u: (int(u), u)) if numeric else None)
+    return tuple(vocabulary), ids
 
 
-def _split(cells: np.ndarray, separator: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """(record, value) of every non-empty value; `separator` splits a cell into several."""
-    if separator is None:
+def _split(table: _Table, feature: FeatureColumn, form: str) -> tuple[np.ndarray, np.ndarray]:
+    """(record, value) of every non-empty value of a categorical or multi-valued feature; its
+    `separator` splits a cell into several, a Parquet list column holds several."""
+    cells = table.cells[feature.column]
+    if isinstance(cells, _Bags):
+        if feature.type != "multi_categorical":
+            table.scalar(feature.column, f"{feature.type} feature {feature.name!r}")
+        if feature.separator is not None:
+            _fail(
+                f"{table.where(None, feature.column)}: feature {feature.name!r} reads a Parquet list "
+                "column, whose values are already split; drop its separator"
+            )
+        return cells.records, cells.values
+    if feature.separator is None:
+        if form == "wide" and feature.type == "multi_categorical":
+            _needs_separator(feature)
         records = np.flatnonzero(cells != "")
         return records, cells[records]
-    counts = np.char.count(cells, separator) + 1
-    values = np.char.strip(np.array(separator.join(cells.tolist()).split(separator), dtype=str))
-    records = np.repeat(np.arange(cells.size), counts)
-    filled = values != ""
-    return records[filled], values[filled]
+    return split_cells(cells, feature.separator)
 
 
 # -- assembling ------------------------------------------------------------------------------
@@ -497,6 +658,11 @@ class LoadedTables:
     items: ItemTable
     users: ItemTable
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The join report: ``dataset.warnings``."""
+        return self.dataset.warnings
+
 
 def load_tables(
     config: Mapping[str, Any] | TablesConfig, *, base_dir: str | os.PathLike[str] | None = None
@@ -510,60 +676,139 @@ def read_tables(
 ) -> LoadedTables:
     """Read the files a tables config names into a `RecDataset`, keeping the vocabularies.
 
-    * Raw user and item keys are strings, mapped to dense ids ``0..n-1``; the items are the
-      union of the interaction items and the keys of the item files (users likewise), in
-      numeric order when every key is an integer, else in string order. ``item_id`` and
-      ``user_id`` are always the first feature.
-    * Every event counts (implicit feedback); repeated events are kept.
+    * Raw user and item keys are strings, stripped and NFC-normalised (``key_type = "int"``:
+      integers, so ``01`` is ``1``), mapped to dense ids ``0..n-1``; the items are the union of
+      the interaction items and the keys of the item files (users likewise), in numeric order
+      when every key is an integer, else in string order. ``item_id`` and ``user_id`` are
+      always the first feature.
+    * Every event counts (implicit feedback); repeated events are kept. Timestamps are integer
+      Unix seconds, or ISO-8601 dates or times (naive ones are UTC) turned into Unix seconds.
     * A feature's vocabulary is its distinct non-empty values (ordered like the keys); an empty
-      cell, or a key absent from the feature's file, leaves the feature missing (``-1``).
-    * Wide form: one record per key. Long form: one record per (key, value); a categorical
-      feature must have one value per key, a multi-valued one gathers its values in a bag (a
-      set: repeated values count once).
+      cell, or a key absent from the feature's file, leaves the feature missing (``-1``). A
+      ``dense`` feature is one float32 per key.
+    * Wide form: one record per key. Long form: one record per (key, value); a categorical or
+      dense feature must have one value per key, a multi-valued one gathers its values in a bag
+      (a set: repeated values count once). A Parquet list column is a bag per row.
+    * The join of each feature file with the log is reported in ``dataset.warnings``: how many
+      logged keys have no row in it, and how many of its keys are never logged.
 
     Bad files raise `ConfigError` (or `UnknownNameError` for a missing column) naming the file,
-    line and column: missing file, wrong number of fields, empty key/user/item/timestamp,
-    non-integer timestamp, a key twice in a wide-form file, conflicting single values, a bag
-    longer than ``max_len``.
+    line and column: missing file, wrong number of fields, unterminated quote, empty
+    key/user/item/timestamp, a timestamp that is neither an integer nor ISO-8601 (or mixes the
+    two), a key that is not an integer under ``key_type = "int"``, a non-numeric or non-finite
+    dense value, a key twice in a wide-form file, conflicting single values, a bag longer than
+    ``max_len``, a feature file none of whose keys is in the log.
     """
     if not isinstance(config, TablesConfig):
         config = TablesConfig.from_dict(config, base_dir=base_dir)
     spec = config.interactions
     log = _read(spec.source, [c for c in (spec.user, spec.item, spec.timestamp) if c is not None])
-    timestamps = None
-    if spec.timestamp is not None:
-        stamps = _required(log, spec.timestamp, "timestamp")
-        timestamps = _int64(stamps, lambda i: log.where(i, spec.timestamp))
-    items, item_log = _entity("item", _required(log, spec.item, "item id"), config.items)
-    users, user_log = _entity("user", _required(log, spec.user, "user id"), config.users)
+    timestamps = None if spec.timestamp is None else _timestamps(log, spec.timestamp)
+    report: list[str] = []
+    items, item_log = _entity(_Logged("item", log, spec.item, config.key_type.item), config.items, report)
+    users, user_log = _entity(_Logged("user", log, spec.user, config.key_type.user), config.users, report)
     interactions = InteractionLog(
         torch.from_numpy(user_log),
         torch.from_numpy(item_log),
         None if timestamps is None else torch.from_numpy(timestamps),
     )
-    return LoadedTables(RecDataset(config.name, items.corpus, users.corpus, interactions), items, users)
+    dataset = RecDataset(config.name, items.corpus, users.corpus, interactions, warnings=report)
+    return LoadedTables(dataset, items, users)
 
 
-def _entity(entity: str, logged: np.ndarray, configs: Sequence[FeatureFile]) -> tuple[ItemTable, np.ndarray]:
-    """The feature table of the items (or users) and the ids of the `logged` keys."""
+@attrs.frozen(eq=False)
+class _Logged:
+    """The `entity` keys of the log: `column` of `log`, compared as `key_type`."""
+
+    entity: str
+    log: _Table
+    column: Column
+    key_type: str
+
+    def keys(self) -> np.ndarray:
+        return _keys(self.log, self.column, f"{self.entity} id", self.key_type)
+
+
+def _entity(
+    logged: _Logged, configs: Sequence[FeatureFile], report: list[str]
+) -> tuple[ItemTable, np.ndarray]:
+    """The feature table of the items (or users) and the ids of the logged keys; appends the
+    join report of each feature file to `report`."""
+    entity = logged.entity
+    log_keys = logged.keys()
     files = [(file, _read(file.source, [file.key, *(f.column for f in file.features)])) for file in configs]
-    keys = [_required(table, file.key, f"{entity} key") for file, table in files]
-    vocabulary, ids = _encode(np.concatenate([logged, *keys]))
+    keys = [_keys(table, file.key, f"{entity} key", logged.key_type) for file, table in files]
+    vocabulary, ids = _encode(np.concatenate([log_keys, *keys]))
     size = len(vocabulary)
-    bounds = np.cumsum([logged.size, *(k.size for k in keys)])
-    specs: list[Categorical | MultiCategorical] = [Categorical(name=f"{entity}_id", num_values=size)]
+    bounds = np.cumsum([log_keys.size, *(k.size for k in keys)])
+    logged_ids = np.unique(ids[: log_keys.size])
+    specs: list[Categorical | MultiCategorical | Dense] = [Categorical(name=f"{entity}_id", num_values=size)]
     values = {f"{entity}_id": np.arange(size)}
+    present = {f"{entity}_id": np.ones(size, dtype=bool)}
     vocabularies: dict[str, tuple[str, ...]] = {f"{entity}_id": vocabulary}
-    for (file, table), rows in zip(files, np.split(ids, bounds[:-1])[1:], strict=True):
+    per_file = zip(files, keys, np.split(ids, bounds[:-1])[1:], strict=True)
+    for i, ((file, table), file_keys, rows) in enumerate(per_file):
+        where = f"{entity}s[{i}] {str(file.source.path)!r}"
+        report.extend(_join(where, logged, log_keys, logged_ids, file, table, file_keys, rows))
         if file.form == "wide":
             _unique_keys(entity, file, table, rows)
         for feature in file.features:
-            spec, values[feature.name], vocabularies[feature.name] = _feature(
-                entity, table, feature, table.cells[file.key], rows, size
-            )
+            raw = table.cells[file.key]
+            if feature.type == "dense":
+                spec, values[feature.name], present[feature.name] = _dense(
+                    entity, table, feature, raw, rows, size
+                )
+            else:
+                spec, values[feature.name], vocabularies[feature.name] = _feature(
+                    entity, table, feature, file.form, raw, rows, size
+                )
+                present[feature.name] = np.ones(size, dtype=bool)
             specs.append(spec)
     schema = FeatureSchema(specs)
-    return ItemTable(schema, FeatureBatch.from_tensors(schema, values), vocabularies), ids[: logged.size]
+    mask = torch.from_numpy(np.stack([present[name] for name in schema.names], axis=1))
+    corpus = FeatureBatch.from_tensors(schema, values, present=mask)
+    return ItemTable(schema, corpus, vocabularies), ids[: log_keys.size]
+
+
+def _join(
+    where: str,
+    logged: _Logged,
+    log_keys: np.ndarray,
+    logged_ids: np.ndarray,
+    file: FeatureFile,
+    table: _Table,
+    file_keys: np.ndarray,
+    rows: np.ndarray,
+) -> list[str]:
+    """Warnings on the join of a feature file with the log; `ConfigError` when no key matches."""
+    entity, own = logged.entity, np.unique(rows)
+    matched = np.intersect1d(own, logged_ids, assume_unique=True).size
+    if not matched:
+        numeric = all(_INTEGER.fullmatch(k) for k in (*set(file_keys.tolist()), *set(log_keys.tolist())))
+        hint = (
+            f"the keys compare as text, so '01' and '1' differ: set key_type = \"int\" "
+            f'(or key_type = {{ {entity} = "int" }}) to compare them as integers'
+            if numeric and logged.key_type == "str"
+            else f"check that key names the column of the {entity} keys the log refers to"
+        )
+        _fail(
+            f"{where}, column {file.key!r}: none of its {own.size} {entity} keys is in the log "
+            f"{str(logged.log.file)!r} (column {logged.column!r}): e.g. {str(table.cells[file.key][0])!r} "
+            f"here, {str(logged.log.cells[logged.column][0])!r} in the log; {hint}"
+        )
+    warnings = []
+    if matched < logged_ids.size:
+        names = ", ".join(f.name for f in file.features)
+        warnings.append(
+            f"{where}: no row for {logged_ids.size - matched} of the {logged_ids.size} logged "
+            f"{entity}s (their {names} {'is' if len(file.features) == 1 else 'are'} missing)"
+        )
+    if matched < own.size:
+        warnings.append(
+            f"{where}: no event for {own.size - matched} of its {own.size} {entity}s in the log "
+            f"{str(logged.log.file)!r} (they are {entity}s without interactions)"
+        )
+    return warnings
 
 
 def _unique_keys(entity: str, file: FeatureFile, table: _Table, rows: np.ndarray) -> None:
@@ -579,16 +824,20 @@ def _unique_keys(entity: str, file: FeatureFile, table: _Table, rows: np.ndarray
 
 
 def _feature(
-    entity: str, table: _Table, feature: FeatureColumn, keys: np.ndarray, rows: np.ndarray, size: int
+    entity: str,
+    table: _Table,
+    feature: FeatureColumn,
+    form: str,
+    keys: np.ndarray,
+    rows: np.ndarray,
+    size: int,
 ) -> tuple[Categorical | MultiCategorical, np.ndarray, tuple[str, ...]]:
-    """Spec, ``-1``-padded ids (``[size]`` or ``[size, max_len]``) and vocabulary of a feature;
-    `keys` are the raw keys of the file's records, `rows` their ids."""
-    cells = table.cells[feature.column]
-    records, raw = _split(cells, feature.separator)
+    """Spec, ``-1``-padded ids (``[size]`` or ``[size, max_len]``) and vocabulary of a
+    categorical or multi-valued feature; `keys` are the raw keys of the file's records, `rows`
+    their ids."""
+    records, raw = _split(table, feature, form)
     if not raw.size:
-        _fail(
-            f"{table.where(None, feature.column)}: feature {feature.name!r} has no value in any {table.unit}"
-        )
+        _no_value(table, feature)
     vocabulary, ids = _encode(raw)
     owners = rows[records]
     if feature.type == "categorical":
@@ -620,3 +869,34 @@ def _feature(
         bags = np.pad(bags, ((0, 0), (0, feature.max_len - width)), constant_values=MISSING)
     spec = MultiCategorical(name=feature.name, num_values=len(vocabulary), max_len=bags.shape[1])
     return spec, bags, vocabulary
+
+
+def _no_value(table: _Table, feature: FeatureColumn) -> NoReturn:
+    _fail(f"{table.where(None, feature.column)}: feature {feature.name!r} has no value in any {table.unit}")
+
+
+def _dense(
+    entity: str, table: _Table, feature: FeatureColumn, keys: np.ndarray, rows: np.ndarray, size: int
+) -> tuple[Dense, np.ndarray, np.ndarray]:
+    """Spec, float32 ``[size, 1]`` values (0 where missing) and presence of a dense feature."""
+    cells = table.scalar(feature.column, f"dense feature {feature.name!r}")
+    records = np.flatnonzero(cells != "")
+    if not records.size:
+        _no_value(table, feature)
+    numbers = _numbers(table, feature.column, records)
+    owners = rows[records]
+    order = np.lexsort((numbers, owners))
+    owners, numbers, records = owners[order], numbers[order], records[order]
+    clash = np.flatnonzero((owners[1:] == owners[:-1]) & (numbers[1:] != numbers[:-1]))
+    if clash.size:
+        first, second = sorted(int(records[j]) for j in (clash[0], clash[0] + 1))
+        _fail(
+            f"{table.where(None, feature.column)}: {entity} {str(keys[first])!r} has two values of dense "
+            f"feature {feature.name!r}, {str(cells[first])!r} ({table.unit} {int(table.numbers[first])}) "
+            f"and {str(cells[second])!r} ({table.unit} {int(table.numbers[second])}); keep one per key"
+        )
+    out = np.zeros((size, 1), dtype=np.float32)
+    out[owners, 0] = numbers
+    present = np.zeros(size, dtype=bool)
+    present[owners] = True
+    return Dense(name=feature.name, dim=1), out, present
