@@ -17,9 +17,10 @@ from augkit.random import uniform
 class ComplementaryMasking(PairAugmentation[torch.Tensor]):
     """Split the features at random into two disjoint halves; each view masks one half.
 
-    Of the k features in ``features`` (default: all), view 1 masks ⌊k/2⌋ drawn uniformly and
-    view 2 masks the other ⌈k/2⌉, so the two views' masked sets are disjoint and cover the
-    features. Parameters: the ``BoolTensor[B, k_schema]`` masked in view 1.
+    Of the k features in ``features`` (a list or tuple of names; default: all), view 1 masks
+    ⌊k/2⌋ drawn uniformly and view 2 masks the other ⌈k/2⌉, so the two views' masked sets are
+    disjoint and cover the features. Parameters: the ``BoolTensor[B, k_schema]`` masked in
+    view 1.
     """
 
     name: ClassVar[str] = "complementary"

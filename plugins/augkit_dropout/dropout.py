@@ -20,9 +20,10 @@ class ValueDropout(Augmentation[dict[str, torch.Tensor]]):
 
     ``rate`` defaults to 0.3, the best rate in Yao et al. (CIKM 2021). A bag that had values
     keeps at least one: if every value would drop, the value with the largest draw stays
-    (uniform among the bag's values). Rewrites ``kept`` only. ``features`` (default: every
-    multi-valued feature) must name multi-valued features. Parameters: per feature, the
-    ``FloatTensor[B, max_len]`` of U[0, 1) draws; a value drops where its draw is below ``rate``.
+    (uniform among the bag's values). Rewrites ``kept`` only. ``features`` (a list or tuple
+    of names; default: every multi-valued feature) must name multi-valued features.
+    Parameters: per feature, the ``FloatTensor[B, max_len]`` of U[0, 1) draws; a value drops
+    where its draw is below ``rate``.
     """
 
     name: ClassVar[str] = "dropout"

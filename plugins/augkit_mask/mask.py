@@ -17,9 +17,9 @@ from augkit.random import uniform
 class MaskFeatures(Augmentation[torch.Tensor]):
     """Mask each feature with probability ``p``, or exactly ``n`` features, per example.
 
-    ``features`` limits masking to those names (default: every feature of the batch's schema).
-    ``granularity="batch"`` draws one pattern for the whole batch. Parameters: the
-    ``BoolTensor[B, k]`` of features to mask.
+    ``features`` (a list or tuple of names, never a string) limits masking to those names
+    (default: every feature of the batch's schema). ``granularity="batch"`` draws one pattern
+    for the whole batch. Parameters: the ``BoolTensor[B, k]`` of features to mask.
     """
 
     name: ClassVar[str] = "mask"
