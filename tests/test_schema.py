@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 
 import attrs
 import pytest
@@ -39,6 +40,12 @@ def test_spec_names_must_be_identifiers(make, name: object) -> None:
         make(name)
     assert repr(name) in str(error.value)
     assert str(error.value).split(".")[0] in {"Categorical", "MultiCategorical", "Dense"}
+
+
+@pytest.mark.parametrize("name", keyword.kwlist)
+def test_every_keyword_is_rejected_as_a_name(name: str) -> None:
+    with pytest.raises(SchemaError, match=f"name must be a non-empty identifier, got {name!r}"):
+        Categorical(name=name, num_values=3)
 
 
 @pytest.mark.parametrize("size", [0, -3, True, 2.0, "4", None])
@@ -135,7 +142,11 @@ def test_schema_takes_only_specs() -> None:
 
 # -- dict round trip ---------------------------------------------------------------------------
 
-names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(
+    lambda name: not keyword.iskeyword(name)
+)
+"""Valid feature names: identifiers that are not keywords (``if``, ``in``, ...), which the
+schema rightly rejects."""
 sizes = st.integers(1, 10_000)
 specs = st.one_of(
     st.builds(Categorical, name=names, num_values=sizes),
