@@ -303,7 +303,10 @@ def _as_tensor(what: str, data: TensorLike, device: torch.device | None, expecte
 
 
 def _first_huge_int(data: object, position: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
-    """The first Python int of nested lists `data` that int64 cannot hold, and its position."""
+    """The first Python int of nested lists (or an object array) `data` that int64 cannot
+    hold, and its position."""
+    if isinstance(data, np.ndarray) and data.dtype == object:
+        data = data.tolist()
     if isinstance(data, (list, tuple)):
         for index, item in enumerate(data):
             found = _first_huge_int(item, (*position, index))

@@ -92,9 +92,10 @@ def test_python_ints_beyond_int64_are_rejected_with_their_position(value: int, p
     )
 
 
-def test_python_ints_beyond_int64_in_a_bag_name_row_and_column() -> None:
-    text = message(lambda: build(tags=[[1, 2], [3, 2**64 - 1]]))
-    assert text.startswith(f"feature 'tags': {2**64 - 1} at position (1, 1) is out of range")
+@pytest.mark.parametrize("container", [list, lambda rows: np.array(rows, dtype=object)])
+def test_python_ints_beyond_int64_in_a_bag_name_row_and_column(container) -> None:
+    text = message(lambda: build(tags=container([[1, 2], [-1, 2**64 - 1]])))
+    assert text.startswith(f"feature 'tags': {2**64 - 1} at position (1, 1) is out of range"), text
 
 
 @PROPERTY
