@@ -30,7 +30,7 @@ HOLDOUTS = ("valid", "test")
 
 @attrs.frozen(eq=False)
 class Holdout:
-    """The queries of one evaluation, on the CPU.
+    """The queries of one evaluation (`build_holdout` makes it on the CPU; see `to`).
 
     ``users``: ``LongTensor[Q]``, the evaluated users in increasing id order (query q is user
     ``users[q]``). ``target``: their held-out items (`Interactions` over Q queries). ``known``:
@@ -42,6 +42,12 @@ class Holdout:
     target: Interactions
     known: Interactions
     slices: dict[str, torch.Tensor]
+
+    def to(self, device: torch.device | str) -> Holdout:
+        """The same holdout with `target`, `known` and `slices` on `device` (``users`` stays
+        where it is)."""
+        slices = {name: mask.to(device) for name, mask in self.slices.items()}
+        return Holdout(self.users, self.target.to(device), self.known.to(device), slices)
 
 
 @torch.no_grad()
@@ -99,6 +105,7 @@ def build_holdout(
 def evaluate_model(parts: RunParts, holdout: Holdout) -> RetrievalMetrics:
     """Full-corpus metrics of ``parts.model`` on `holdout` at ``config.eval.ks``, computed on
     the towers' device."""
+    holdout = holdout.to(_device(parts.model["item"]))
     query_emb = embed(parts.model["query"], parts.queries.select(holdout.users))
     item_emb = embed(parts.model["item"], parts.dataset.items)
     return evaluate(
@@ -117,9 +124,10 @@ def evaluate_run(
     validation or test log (`build_holdout`), on the towers' device. Slices: head (top
     ``eval.head_fraction`` of items by training count), tail, cold (never in training) and
     ``decile_0`` .. ``decile_9``."""
-    holdout = build_holdout(parts, on=on, max_users=max_users, generator=generator)
+    device = _device(parts.model["item"])
+    holdout = build_holdout(parts, on=on, max_users=max_users, generator=generator).to(device)
     model = evaluate_model(parts, holdout)
-    counts = parts.train_counts.to(_device(parts.model["item"]))
+    counts = parts.train_counts.to(device)
     ks, slices = parts.config.eval.ks, holdout.slices
     popular = top_popular(counts, holdout.target, holdout.known, ks=ks, slices=slices)
     return {"model": model.as_dict(), "top_popular": popular.as_dict()}
