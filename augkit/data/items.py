@@ -216,27 +216,27 @@ def categorical_warnings(table: ItemTable) -> list[str]:
     """Warnings, one line each, on single-valued categorical features that are probably not
     categories, in schema order:
 
-    * near-unique: at least `NEAR_UNIQUE` × items distinct values (a feature named ``id`` or
-      ``*_id``, a key, is exempt): it says little more than which item a row is, and its mutual
-      information with any feature is close to that feature's own information;
+    * near-unique: at least `NEAR_UNIQUE` × items distinct values: it says little more than
+      which item a row is, and its mutual information with any feature is close to that
+      feature's own information;
     * numeric-looking: at least `NUMERIC_LOOKING` of its distinct string values parse as finite
       numbers: each number is a value of its own, unordered; a quantity is better a dense
       feature (``type = "dense"`` in a tables config). Values that are not strings (a loader
       chose their type, e.g. MovieLens years) are not checked.
+
+    A feature named ``id`` or ``*_id`` is a key and exempt from both.
     """
     warnings = []
     for spec in table.schema:
-        if not isinstance(spec, Categorical):
+        if not isinstance(spec, Categorical) or spec.name == "id" or spec.name.endswith("_id"):
             continue
-        vocabulary = table.vocabularies[spec.name]
-        keyed = spec.name == "id" or spec.name.endswith("_id")
-        if not keyed and spec.num_values >= NEAR_UNIQUE * len(table):
+        if spec.num_values >= NEAR_UNIQUE * len(table):
             warnings.append(
                 f"column {spec.name!r} is near-unique ({spec.num_values} distinct values among "
                 f"{len(table)} items) but treated as categorical: if it is a key or free text, "
                 "drop it (--drop)"
             )
-        strings = [value for value in vocabulary if isinstance(value, str)]
+        strings = [value for value in table.vocabularies[spec.name] if isinstance(value, str)]
         numeric = sum(map(_is_finite_number, strings))
         if strings and numeric >= NUMERIC_LOOKING * len(strings):
             warnings.append(
