@@ -83,3 +83,29 @@ class PairAugmentation(_Configurable, Generic[Params], abc.ABC):
     ) -> tuple[FeatureBatch, FeatureBatch]:
         check_generator(generator, type(self).__name__)
         return self.apply(batch, self.generate_parameters(batch, generator=generator))
+
+
+def check_view(who: str, batch: FeatureBatch, view: object) -> FeatureBatch:
+    """`view` if it is a view of `batch`: a `FeatureBatch` with its schema, size and device.
+
+    Raises `TypeError` naming `who` (the augmentation) and what came back instead.
+    """
+    if isinstance(view, FeatureBatch) and view.schema == batch.schema and view.batch_size == batch.batch_size and view.device == batch.device:
+        return view
+    if isinstance(view, FeatureBatch):
+        got = f"a FeatureBatch of {view.batch_size} items on {view.device}"
+        if view.schema != batch.schema:
+            got += f" with features {list(view.schema.names)}"
+    else:
+        got = f"a {type(view).__name__}"
+    raise TypeError(
+        f"augmentation {who!r} returned {got}; expected a FeatureBatch of {batch.batch_size} items "
+        f"with features {list(batch.schema.names)} on {batch.device}"
+    )
+
+
+def check_pair(who: str, batch: FeatureBatch, views: object) -> tuple[FeatureBatch, FeatureBatch]:
+    """`views` if it is a pair of views of `batch` (see `check_view`)."""
+    if not isinstance(views, tuple) or len(views) != 2:
+        raise TypeError(f"augmentation {who!r} returned a {type(views).__name__}; expected a pair (view1, view2)")
+    return check_view(who, batch, views[0]), check_view(who, batch, views[1])

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
@@ -20,10 +24,46 @@ if TYPE_CHECKING:
     from augkit.batch import FeatureBatch
 
 
-@click.group()
+DEBUG_ENV = "AUGKIT_DEBUG"
+"""Set to 1 to see the traceback of an unexpected error (as ``augkit --traceback``)."""
+
+
+class _Interrupted(click.ClickException):
+    exit_code = 130
+
+
+class ErrorBoundary(click.Group):
+    """The one place where errors become messages: an `AugkitError` (bad input) prints
+    ``Error: <message>`` and exits 1; any other exception (a bug) prints one line saying how to
+    see its traceback and exits 1; Ctrl-C prints what to do next and exits 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except AugkitError as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            raise _Interrupted(
+                "interrupted; a training run continues from its last checkpoint with --resume"
+            ) from None
+        except Exception as error:
+            if ctx.meta.get("augkit.traceback") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(error).__name__}: {error} (a bug in augkit or a plugin; run with "
+                f"--traceback or {DEBUG_ENV}=1 to see where, and please report it)"
+            ) from None
+
+
+@click.group(cls=ErrorBoundary)
 @click.version_option(package_name="augkit")
-def main() -> None:
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the traceback of an unexpected error.")
+@click.pass_context
+def main(ctx: click.Context, show_traceback: bool) -> None:
     """augkit: self-supervised learning for two-tower retrieval recommenders."""
+    ctx.meta["augkit.traceback"] = show_traceback
 
 
 @main.command()
@@ -174,29 +214,74 @@ def _key_features(corpus: FeatureBatch, names: tuple[str, ...]) -> tuple[str, ..
     return tuple(keys)
 
 
+def _settings(config: Path | None, overrides: Sequence[str]) -> Any:
+    """The trainer config of file `config` (defaults without one) with `overrides` applied."""
+    from augkit.train import apply_overrides, config_from_dict, load_config
+
+    settings = load_config(config) if config else config_from_dict({})
+    return apply_overrides(settings, overrides)
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr that do not break a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _show_progress_lines() -> None:
+    logger = logging.getLogger("augkit.train")
+    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+        logger.addHandler(_TqdmHandler())
+        logger.setLevel(logging.INFO)
+
+
 @main.command()
-@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint.")
-@click.option("--name", help="Run name (overrides the config's `name`).")
-@click.option("--epochs", type=int, help="Epochs (overrides the config's `epochs`).")
-def train(config: Path | None, resume: bool, name: str | None, epochs: int | None) -> None:
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint (may raise --epochs).")
+@click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in the run directory.")
+@click.option("--name", help="Run name (sets `name`).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs (sets `epochs`).")
+@click.option("--seed", type=click.IntRange(min=0), help="Seed (sets `seed`).")
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps (sets `device`).")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Set any config key, typed and checked as in the file, e.g. --set main.batch_size=256 (repeatable).",
+)
+@click.option("--print-config", is_flag=True, help="Print the resolved config as TOML and exit.")
+def train(
+    config: Path | None,
+    resume: bool,
+    overwrite: bool,
+    name: str | None,
+    epochs: int | None,
+    seed: int | None,
+    device: str | None,
+    overrides: tuple[str, ...],
+    print_config: bool,
+) -> None:
     """Train the two towers with the SSL task; without CONFIG, on the embedded synthetic data.
 
-    Writes runs/<name>/ with config.toml, metrics.json, report.md and recall_by_decile.png.
+    Writes runs/<name>/: config.toml, checkpoint.pt, best.pt, history.csv, metrics.json,
+    report.md and plots. A default run takes about a minute on 2 CPU cores.
     """
-    from augkit.train import config_from_dict, load_config, run_training
+    from augkit.train import dump_config, run_training
 
-    try:
-        settings = load_config(config) if config else config_from_dict({})
-        overrides = {"name": name, "epochs": epochs}
-        settings = attrs.evolve(settings, **{k: v for k, v in overrides.items() if v is not None})
-        metrics = run_training(settings, resume=resume)
-    except AugkitError as error:
-        raise click.ClickException(str(error)) from None
+    named = {"name": name, "epochs": epochs, "seed": seed, "device": device}
+    flags = [f"{key}={json.dumps(value)}" for key, value in named.items() if value is not None]
+    settings = _settings(config, [*overrides, *flags])
+    if print_config:
+        click.echo(dump_config(settings), nl=False)
+        return
+    if settings.progress:
+        _show_progress_lines()
+    metrics = run_training(settings, resume=resume, overwrite=overwrite)
     overall, popular = metrics["model"]["all"], metrics["top_popular"]["all"]
     k = settings.eval.ks[0]
     click.echo(
-        f"Recall@{k}: model {overall[f'recall@{k}']:.4f}, TopPopular {popular[f'recall@{k}']:.4f}; "
+        f"test Recall@{k}: model {overall[f'recall@{k}']:.4f}, TopPopular {popular[f'recall@{k}']:.4f}; "
         f"report: {settings.run_dir / 'report.md'}"
     )
 
@@ -223,16 +308,22 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tup
     help="Comma-separated weights alpha for so, rfm and cfm (the paper's grid); a row for each.",
 )
 @click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only re-evaluated.")
-def compare(config: Path | None, variants: str, seeds: int, alphas: tuple[float, ...], resume: bool) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the results of earlier runs of the comparison.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a key of the base config (repeatable).")
+def compare(
+    config: Path | None,
+    variants: str,
+    seeds: int,
+    alphas: tuple[float, ...],
+    resume: bool,
+    overwrite: bool,
+    overrides: tuple[str, ...],
+) -> None:
     """Train each variant with several seeds; write a table in the paper's form and a plot."""
-    from augkit.train import config_from_dict, load_config
     from augkit.train.compare import run_compare
 
-    try:
-        settings = load_config(config) if config else config_from_dict({})
-        names = [v.strip() for v in variants.split(",") if v.strip()]
-        out = run_compare(settings, names, seeds, alphas=alphas, resume=resume)
-    except AugkitError as error:
-        raise click.ClickException(str(error)) from None
+    settings = _settings(config, overrides)
+    names = [v.strip() for v in variants.split(",") if v.strip()]
+    out = run_compare(settings, names, seeds, alphas=alphas, resume=resume, overwrite=overwrite)
     click.echo((out / "compare.md").read_text(encoding="utf-8"))
     click.echo(f"written to {out}")

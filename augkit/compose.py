@@ -7,15 +7,16 @@ reproduces a run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 import torch
 
-from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation
+from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation, check_pair, check_view
 from augkit.batch import FeatureBatch
-from augkit.errors import ConfigError, PluginError, check_known_keys
+from augkit.errors import AugkitError, ConfigError, PluginError, UnknownNameError, check_known_keys
 from augkit.random import check_generator
 from augkit.registry import Registry, get_registry
 
@@ -69,7 +70,7 @@ class Sequential(Augmentation[list]):
     def __call__(self, batch: FeatureBatch, *, generator: torch.Generator) -> FeatureBatch:
         check_generator(generator, "Sequential")
         for aug in self.augmentations:
-            batch = aug(batch, generator=generator)
+            batch = check_view(aug.name, batch, aug(batch, generator=generator))
         return batch
 
     def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> list:
@@ -124,14 +125,15 @@ class TwoViews:
         self, batch: FeatureBatch, *, generator: torch.Generator
     ) -> tuple[FeatureBatch, FeatureBatch]:
         check_generator(generator, "TwoViews")
-        if isinstance(self.pair, PairAugmentation):
-            first, second = self.pair(batch, generator=generator)
+        pair = self.pair
+        if isinstance(pair, PairAugmentation):
+            first, second = check_pair(pair.name, batch, pair(batch, generator=generator))
         else:
-            first = self.pair(batch, generator=generator)
-            second = self.pair(batch, generator=generator)
+            first = check_view(pair.name, batch, pair(batch, generator=generator))
+            second = check_view(pair.name, batch, pair(batch, generator=generator))
         for aug in self.each:
-            first = aug(first, generator=generator)
-            second = aug(second, generator=generator)
+            first = check_view(aug.name, first, aug(first, generator=generator))
+            second = check_view(aug.name, second, aug(second, generator=generator))
         return first, second
 
     def params(self) -> dict[str, Any]:
@@ -142,45 +144,70 @@ class TwoViews:
 
 
 def from_config(
-    config: Mapping[str, Any], *, registry: Registry | None = None
+    config: Mapping[str, Any], *, registry: Registry | None = None, where: str = ""
 ) -> Augmentation | PairAugmentation | TwoViews:
     """Build an augmentation or pipeline from ``{"version", "name", "params"}``.
 
     Names resolve through `registry` (the process-wide plugin registry by default);
-    ``"sequential"`` and ``"two_views"`` are augkit's own compositions.
+    ``"sequential"`` and ``"two_views"`` are augkit's own compositions. `where` (a config key
+    path such as ``ssl.augmentation``) prefixes every error with the key path at fault, down to
+    the parameter: ``ssl.augmentation.params.each[0].params.rate: dropout: rate must be ...``.
     """
     registry = get_registry() if registry is None else registry
+    try:
+        return _from_config(config, registry, where)
+    except UnknownNameError as error:
+        if not where:
+            raise
+        raise UnknownNameError(error.what, error.name, error.known, note=f"{error.note} (at {error.where or where})".lstrip()) from None
+
+
+def _from_config(
+    config: Mapping[str, Any], registry: Registry, where: str
+) -> Augmentation | PairAugmentation | TwoViews:
+    def fail(message: str, at: str = where) -> ConfigError:
+        return ConfigError(f"{at}: {message}" if at else message)
+
     if not isinstance(config, Mapping):
-        raise ConfigError(f"an augmentation config is a dict, got {type(config).__name__}")
-    check_known_keys("augmentation config key", config, ("version", "name", "params"))
+        raise fail(f"an augmentation config is a dict, got {type(config).__name__}")
+    _known_keys(where, "augmentation config key", config, ("version", "name", "params"))
     if "name" not in config:
-        raise ConfigError(f"augmentation config {dict(config)!r} has no 'name'")
+        raise fail(f"augmentation config {dict(config)!r} has no 'name'")
     version = config.get("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
-        raise ConfigError(
+        raise fail(
             f"augmentation config {config['name']!r} has version {version!r}; "
             f"this augkit reads version {CONFIG_VERSION}"
         )
     name, params = config["name"], config.get("params", {})
     if not isinstance(name, str):
-        raise ConfigError(f"augmentation config 'name' must be a string, got {name!r}")
+        raise fail(f"augmentation config 'name' must be a string, got {name!r}")
     if not isinstance(params, Mapping):
-        raise ConfigError(
-            f"'params' of augmentation config {name!r} must be a dict, got {type(params).__name__}"
-        )
+        raise fail(f"'params' of augmentation config {name!r} must be a dict, got {type(params).__name__}")
+    inner = f"{where}.params" if where else ""
     if name == Sequential.name:
-        check_known_keys("parameter of 'sequential'", params, ("augmentations",))
+        _known_keys(where, "parameter of 'sequential'", params, ("augmentations",))
         steps = _config_list(params, "augmentations", name)
-        return Sequential([from_config(c, registry=registry) for c in steps])
+        return Sequential([_from_config(c, registry, _at(inner, f"augmentations[{i}]")) for i, c in enumerate(steps)])
     if name == TwoViews.name:
-        check_known_keys("parameter of 'two_views'", params, ("pair", "each"))
+        _known_keys(where, "parameter of 'two_views'", params, ("pair", "each"))
         if "pair" not in params:
-            raise ConfigError("'two_views' needs a 'pair' augmentation config")
+            raise fail("'two_views' needs a 'pair' augmentation config")
+        each = _config_list(params, "each", name)
         return TwoViews(
-            pair=from_config(params["pair"], registry=registry),
-            each=[from_config(c, registry=registry) for c in _config_list(params, "each", name)],
+            pair=_from_config(params["pair"], registry, _at(inner, "pair")),
+            each=[_from_config(c, registry, _at(inner, f"each[{i}]")) for i, c in enumerate(each)],
         )
-    built = registry.create("augmentation", name, params)
+    try:
+        built = registry.create("augmentation", name, params)
+    except UnknownNameError as error:
+        error.where = where
+        raise
+    except (ValueError, TypeError) as error:
+        if isinstance(error, AugkitError) or not where:
+            raise
+        named = [key for key in params if re.search(rf"\b{re.escape(key)}\b", str(error))]
+        raise fail(str(error), f"{inner}.{named[0]}" if len(named) == 1 else inner) from None
     if not isinstance(built, (Augmentation, PairAugmentation)):
         origin = registry.get("augmentation", name)
         raise PluginError(
@@ -188,6 +215,18 @@ def from_config(
             f"built a {type(built).__name__}, not an augkit Augmentation or PairAugmentation"
         )
     return built
+
+
+def _at(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else ""
+
+
+def _known_keys(where: str, what: str, given: Iterable[str], known: tuple[str, ...]) -> None:
+    try:
+        check_known_keys(what, given, known)
+    except UnknownNameError as error:
+        error.where = where
+        raise
 
 
 def _config_list(params: Mapping[str, Any], key: str, name: str) -> list[Any]:

@@ -25,19 +25,40 @@ class PluginError(AugkitError):
 class UnknownNameError(AugkitError, LookupError):
     """A name (augmentation, loss, sampler, parameter, config key) is not known."""
 
-    def __init__(self, what: str, name: object, known: Iterable[str]) -> None:
+    def __init__(self, what: str, name: object, known: Iterable[str], *, note: str = "") -> None:
         known = sorted(known)
         message = f"unknown {what} {name!r}"
         close = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
         message += f"; did you mean {close[0]!r}?" if close else "."
         message += f" Known: {', '.join(known) if known else '(none)'}."
-        super().__init__(message)
+        super().__init__(f"{message} {note}" if note else message)
+        self.what = what
+        self.note = note
         self.name = name
         self.known = tuple(known)
+        self.where = ""
+        """The config key path where the name stands, when known."""
 
 
 class ConfigError(AugkitError, ValueError):
     """A configuration dict is malformed (missing key, wrong type, bad version)."""
+
+
+class CheckpointError(AugkitError, ValueError):
+    """A checkpoint file is missing, damaged or does not fit the run (names the file and fault)."""
+
+
+class RunDirectoryError(AugkitError):
+    """A run directory is in use by another process, holds another run, or is not a plain name."""
+
+
+class TrainingError(AugkitError, RuntimeError):
+    """Training cannot go on: a loss became non-finite (names the step and the term)."""
+
+
+class PluginCallError(PluginError):
+    """A plugin's augmentation, loss or sampler raised or returned something off contract while
+    training; names the registered name, its distribution and version, and the step."""
 
 
 def check_known_keys(what: str, given: Iterable[str], known: Iterable[str]) -> None:

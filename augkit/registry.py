@@ -46,6 +46,14 @@ class Registration:
     version: str
     plugin: str
 
+    @property
+    def package(self) -> str:
+        """The top-level import package of the factory (``augkit_cfm``), to find its frames."""
+        return str(getattr(self.factory, "__module__", "") or "").partition(".")[0]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name!r} from distribution {self.distribution} {self.version}".rstrip()
+
 
 @attrs.frozen
 class LoadFailure:
@@ -107,7 +115,7 @@ class Registry:
         """The one registration of `name`; errors for unknown and conflicting names."""
         found = self._by_kind(kind).get(name)
         if not found:
-            raise UnknownNameError(kind, name, self._by_kind(kind))
+            raise UnknownNameError(kind, name, self._by_kind(kind), note=self._failures_note(name))
         if len(found) > 1:
             who = " and ".join(f"{r.distribution} {r.version} (plugin {r.plugin!r})" for r in found)
             raise PluginError(
@@ -126,6 +134,18 @@ class Registry:
                 if key not in accepted:
                     raise UnknownNameError(f"parameter of {kind} {name!r}", key, accepted)
         return factory(**params)
+
+    def _failures_note(self, name: object) -> str:
+        """Which failed plugins may have provided `name`: the one whose entry point has that
+        name for certain, else every plugin that failed to load."""
+        exact = [f for f in self.failures if f.plugin == name]
+        if exact:
+            return f"It would come from {exact[0].describe()}."
+        if self.failures:
+            return "Plugins that failed to load, one of which may provide it: " + "; ".join(
+                f.describe() for f in self.failures
+            ) + " (see `augkit plugins`)."
+        return ""
 
     def _by_kind(self, kind: str) -> dict[str, list[Registration]]:
         if kind not in self._entries:

@@ -11,7 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from augkit.cli import main
-from augkit.errors import ConfigError, UnknownNameError
+from augkit.errors import CheckpointError, ConfigError, UnknownNameError
+from augkit.train.checkpoint import load_checkpoint
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
 from augkit.train.compare import compare_table, run_compare, summarise, variant_config
 from augkit.train.run import resolve_augmentation
@@ -35,22 +36,28 @@ def test_short_run_writes_a_report_and_beats_top_popular(tmp_path):
     config = small(tmp_path, epochs=3)
     metrics = run_training(config)
     run_dir = config.run_dir
-    for name in ("config.toml", "metrics.json", "report.md", "recall_by_decile.png", "checkpoint.pt"):
+    for name in ("config.toml", "metrics.json", "report.md", "recall_by_decile.png", "checkpoint.pt", "best.pt",
+                 "history.csv", "training_curves.png"):
         assert (run_dir / name).exists(), name
     written = json.loads((run_dir / "metrics.json").read_text())
     assert written["model"]["all"]["recall@10"] == metrics["model"]["all"]["recall@10"]
-    assert metrics["model"]["all"]["recall@50"] > metrics["top_popular"]["all"]["recall@50"]
+    assert metrics["model"]["all"]["recall@10"] > metrics["top_popular"]["all"]["recall@10"]
+    assert written["versions"]["augkit"] and written["validation"]["monitor"] == "valid/all/recall@50"
     assert set(metrics["training"]["last_losses"]) == {"total", "main", "ssl"}
     # the written config is resolved (CFM's MI inline) and reads back to the run's config
     resolved = load_config(run_dir / "config.toml")
     assert "mi" in resolved.ssl.augmentation["params"]["pair"]["params"]
-    assert dump_config(load_config(run_dir / "config.toml")) == (run_dir / "config.toml").read_text()
+    written_toml = (run_dir / "config.toml").read_text()
+    assert written_toml.startswith("# written by augkit train") and f"# torch {torch.__version__}" in written_toml
+    assert dump_config(load_config(run_dir / "config.toml")) in written_toml
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path):
     config = small(tmp_path)
     train(config)
-    state = torch.load(config.run_dir / "checkpoint.pt", weights_only=True)
+    outer = torch.load(config.run_dir / "checkpoint.pt", weights_only=True)
+    assert outer["format"] == 1 and outer["payload"].dtype == torch.uint8
+    state = load_checkpoint(config.run_dir / "checkpoint.pt")
     assert state["step"] > 0 and "model" in state and "optimizer" in state
 
 
@@ -76,11 +83,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
 
 def test_resume_needs_a_checkpoint_and_the_same_config(tmp_path):
     config = small(tmp_path)
-    with pytest.raises(ConfigError, match="no checkpoint at"):
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
         train(config, resume=True)
     train(config, max_steps=20)
-    with pytest.raises(ConfigError, match="another config"):
-        train(attrs.evolve(config, epochs=5), resume=True)
+    with pytest.raises(ConfigError, match=r"another config; differing keys: optim.lr, ssl.alpha \("):
+        train(attrs.evolve(config, optim=attrs.evolve(config.optim, lr=0.1), ssl=attrs.evolve(config.ssl, alpha=0.5)), resume=True)
 
 
 def test_unknown_keys_name_the_closest_valid_key(tmp_path):
@@ -90,7 +97,7 @@ def test_unknown_keys_name_the_closest_valid_key(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match=r"'alpah'; did you mean 'alpha'\?.*\.ssl"):
         config_from_dict({"ssl": {"alpah": 1.0}})
-    with pytest.raises(ConfigError, match=r"'logq' must be in"):
+    with pytest.raises(ConfigError, match=r"logq must be one of 'none', 'count', 'streaming', got 'sometimes' @ config.main.logq"):
         config_from_dict({"main": {"logq": "sometimes"}})
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml")
@@ -161,6 +168,8 @@ def test_cli_train_and_compare(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
     assert result.exit_code == 0, result.output
     assert "report: runs/cli/report.md" in result.output
+    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
+    assert result.exit_code == 1 and "holds another run's results" in result.output and "--overwrite" in result.output
     result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1", "--alphas", "1"])
     assert result.exit_code == 0, result.output
     assert "| cfm α=1 |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()

@@ -1,19 +1,27 @@
-"""The reference trainer: ``run_training(config)`` trains, evaluates and writes a report."""
+"""The reference trainer: ``run_training(config)`` trains, validates, tests and writes a report."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import logging
 from typing import Any
 
-from augkit.train.config import TrainConfig, config_from_dict, dump_config, load_config
+import torch
+
+from augkit.registry import get_registry
+from augkit.train.checkpoint import BEST_NAME, load_checkpoint
+from augkit.train.config import TrainConfig, apply_overrides, config_from_dict, dump_config, load_config
 from augkit.train.evaluation import evaluate_run
-from augkit.train.loop import TrainResult, train
+from augkit.train.loop import TrainResult, prepare, run_loop, train
 from augkit.train.report import write_run_report
+from augkit.train.rundir import hold
 from augkit.train.run import RunParts, build_run
 
 __all__ = [
     "RunParts",
     "TrainConfig",
     "TrainResult",
+    "apply_overrides",
     "build_run",
     "config_from_dict",
     "dump_config",
@@ -21,18 +29,48 @@ __all__ = [
     "load_config",
     "run_training",
     "train",
+    "versions",
 ]
+
+log = logging.getLogger("augkit.train")
+
+
+def versions() -> dict[str, str]:
+    """augkit's, torch's and every plugin distribution's version, for the run's records."""
+    out = {"augkit": importlib.metadata.version("augkit"), "torch": torch.__version__}
+    for registration in get_registry().registrations():
+        out.setdefault(registration.distribution, registration.version)
+    return out
 
 
 def run_training(
-    config: TrainConfig, *, resume: bool = False, parts: RunParts | None = None
+    config: TrainConfig, *, resume: bool = False, overwrite: bool = False, parts: RunParts | None = None
 ) -> dict[str, Any]:
-    """Train `config`, evaluate on the full corpus, write ``<output_dir>/<name>/`` and return
-    the metrics (as in ``metrics.json``). `parts` reuses pieces built by `build_run`."""
-    result = train(config, resume=resume, parts=parts)
-    metrics = evaluate_run(result.parts)
-    training = {"steps": result.steps, "seconds": result.seconds, "last_losses": result.last_losses}
-    write_run_report(
-        config.run_dir, dump_config(result.parts.config), metrics, ks=config.eval.ks, name=config.name, training=training
-    )
-    return {"training": training, **metrics}
+    """Train `config`, pick the best validation checkpoint, evaluate it once on the test split
+    over the full corpus, write ``<output_dir>/<name>/`` and return the metrics (as in
+    ``metrics.json``). `parts` reuses pieces built by `build_run`; `resume` and `overwrite` as
+    in `train`."""
+    parts = prepare(config, parts)
+    with hold(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
+        result = run_loop(parts, run_dir, resume=resume, max_steps=None)
+        if result.best is not None:
+            best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
+            parts.model.load_state_dict(best["model"])
+        log.info("testing %s on the full corpus ...", "the best validation checkpoint" if result.best else "the last step")
+        metrics = evaluate_run(parts, on="test")
+        training = {
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "last_losses": result.last_losses,
+            "epochs": len(result.history),
+            "stopped_early": result.stopped_early,
+        }
+        validation = None
+        if result.best is not None:
+            validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
+            validation["model"] = result.best["metrics"]
+        report = {"training": training, "validation": validation, **metrics, "versions": versions()}
+        write_run_report(
+            run_dir, parts.config, report, history=result.history, warnings=getattr(parts.dataset, "warnings", ())
+        )
+    return report

@@ -1,30 +1,102 @@
-"""Atomic checkpoints that load with ``torch.load(weights_only=True)``."""
+"""Atomic, checksummed checkpoints that load with ``torch.load(weights_only=True)``.
+
+A file holds ``{"format", "sha256", "payload"}``: the payload is the ``torch.save`` bytes of the
+state as a ``uint8`` tensor and ``sha256`` its digest, so a flipped byte anywhere is a named
+error instead of silently wrong weights. Both layers load with ``weights_only=True``: tensors
+and plain containers only, never code.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import pickle
+import uuid
+import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from augkit.errors import CheckpointError
+
 CHECKPOINT_NAME = "checkpoint.pt"
+"""The latest state of a run (for ``--resume``)."""
+BEST_NAME = "best.pt"
+"""The state at the best validation score (used for the final test evaluation)."""
+FORMAT = 1
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write `state` to a temporary file beside `path`, then rename it over `path`.
-
-    A run killed mid-write leaves the previous checkpoint intact.
-    """
+def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
+    """Write `state` to a temporary file unique to this process beside `path`, fsync it, then
+    rename it over `path`: a run killed mid-write leaves the previous checkpoint intact."""
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    payload = buffer.getvalue()
+    wrapped = {
+        "format": FORMAT,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(wrapped, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+def _load(source: Any, path: Path, what: str) -> Any:
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r}: {what} holds objects other than tensors and plain containers, refused ({first})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated: {what} does not load ({first})") from None
+
+
+def load_checkpoint(path: Path, *, required: Iterable[str] = ()) -> dict[str, Any]:
+    """The state saved at `path`, after checking its checksum and that it has `required` keys.
+
+    Every fault is a `CheckpointError` naming the file: missing, a directory, empty, truncated
+    or damaged, checksum mismatch, not a checkpoint of this format, missing keys.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a directory, expected a file")
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes)")
+    outer = _load(path, path, "the file")
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT or not isinstance(outer.get("payload"), torch.Tensor):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is not an augkit checkpoint of format {FORMAT} "
+            f"(expected a dict with format, sha256 and payload, got {_describe(outer)})"
+        )
+    payload = outer["payload"].numpy().tobytes()
+    if hashlib.sha256(payload).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(f"checkpoint {str(path)!r} fails its checksum: the file was changed or damaged")
+    state = _load(io.BytesIO(payload), path, "the payload")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds {_describe(state)}, expected a dict")
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {str(path)!r} lacks {', '.join(map(repr, missing))}")
+    return state
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(map(str, value))[:6]}"
+    return f"a {type(value).__name__}"

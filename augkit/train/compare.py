@@ -148,13 +148,15 @@ def run_compare(
     *,
     alphas: Sequence[float] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
 ) -> Path:
     """Train every variant with seeds ``base.seed .. base.seed + seeds - 1`` (the weighted
     variants once per alpha of `alphas`, default ``(base.ssl.alpha,)``); write
     ``<output_dir>/<name>-compare/`` (compare.md, compare.json, recall_by_decile.png).
 
     `resume`: a run with a checkpoint continues from it (a finished run is only re-evaluated);
-    runs without one start afresh. A killed comparison so continues where it stopped.
+    runs without one start afresh. `overwrite` replaces earlier results of the runs; without
+    it (or `resume`) a run directory holding results is an error. A killed comparison so continues where it stopped.
     """
     from augkit.train import run_training
     from augkit.train.checkpoint import CHECKPOINT_NAME
@@ -173,7 +175,7 @@ def run_compare(
         for seed in range(base.seed, base.seed + seeds):
             config = variant_config(base, variant, seed, alpha)
             resumable = resume and (config.run_dir / CHECKPOINT_NAME).exists()
-            metrics = run_training(config, resume=resumable, parts=build_run(config, dataset))
+            metrics = run_training(config, resume=resumable, overwrite=overwrite, parts=build_run(config, dataset))
             results.setdefault(label, []).append(metrics)
     out = Path(base.output_dir) / f"{base.name}-compare"
     out.mkdir(parents=True, exist_ok=True)

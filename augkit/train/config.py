@@ -8,27 +8,32 @@ where the paper states them; each is documented in docs/reference/config.md.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 import cattrs
+import cattrs.gen
 import tomli_w
 
 from augkit.errors import ConfigError, UnknownNameError
+from augkit.train.checks import device, distinct, integer, number, one_of, positive_integers, run_name
 
 
 @attrs.frozen(kw_only=True)
 class DataConfig:
-    source: str = attrs.field(default="synthetic", validator=attrs.validators.in_(("synthetic", "movielens-100k", "tables")))
+    source: str = attrs.field(default="synthetic", validator=one_of("synthetic", "movielens-100k", "tables"))
     path: str = ""
     """Directory (movielens-100k) or unused (synthetic); tables use ``tables``."""
-    synthetic_seed: int = 0
-    test_fraction: float = 0.2
-    cold_fraction: float = 0.05
-    history_len: int = 20
+    synthetic_seed: int = attrs.field(default=0, validator=integer(0))
+    test_fraction: float = attrs.field(default=0.2, validator=number(0, open_low=True, high=1, open_high=True))
+    valid_fraction: float = attrs.field(default=0.1, validator=number(0, high=1, open_high=True))
+    """The last `valid_fraction` of each user's events left after test go to validation (0: none)."""
+    cold_fraction: float = attrs.field(default=0.05, validator=number(0, high=1, open_high=True))
+    history_len: int = attrs.field(default=20, validator=integer(0))
     """The user's last training items as a multi-valued query feature (0: none)."""
     tables: dict[str, Any] = attrs.field(factory=dict)
     """Options of the ``tables`` source (see `augkit.data.tables`); checked when the config is
@@ -44,33 +49,43 @@ class DataConfig:
             except (ConfigError, UnknownNameError) as error:
                 raise ValueError(f"data.tables: {error}") from None
 
+    def __attrs_post_init__(self) -> None:
+        if self.test_fraction + self.valid_fraction >= 1:
+            raise ValueError(
+                f"test_fraction + valid_fraction must be < 1, got {self.test_fraction} + {self.valid_fraction}"
+            )
+
 
 @attrs.frozen(kw_only=True)
 class ModelConfig:
-    embedding_dim: int = 32
-    hidden: tuple[int, ...] = (128,)
-    output_dim: int = 64
+    embedding_dim: int = attrs.field(default=32, validator=integer(1))
+    hidden: tuple[int, ...] = attrs.field(default=(128,), validator=positive_integers)
+    output_dim: int = attrs.field(default=64, validator=integer(1))
+
+
+_temperature = number(0, open_low=True)
+_weight = number(0)
 
 
 @attrs.frozen(kw_only=True)
 class MainTaskConfig:
-    batch_size: int = 512
-    temperature: float = 0.05
-    logq: str = attrs.field(default="count", validator=attrs.validators.in_(("none", "count", "streaming")))
+    batch_size: int = attrs.field(default=512, validator=integer(1))
+    temperature: float = attrs.field(default=0.05, validator=_temperature)
+    logq: str = attrs.field(default="count", validator=one_of("none", "count", "streaming"))
     """Sampling-probability estimate for the logQ correction (Yi et al., RecSys 2019)."""
-    feature_dropout: float = 0.0
+    feature_dropout: float = attrs.field(default=0.0, validator=number(0, high=1, open_high=True))
     """FD baseline: mask each item feature of the main task with this probability."""
-    spread_out: float = 0.0
+    spread_out: float = attrs.field(default=0.0, validator=_weight)
     """SO baseline: weight of the spread-out regulariser on the batch's item embeddings."""
 
 
 @attrs.frozen(kw_only=True)
 class SSLConfig:
-    alpha: float = 1.0
+    alpha: float = attrs.field(default=1.0, validator=_weight)
     """Weight of the SSL loss; 0 turns the SSL task off (the baseline). The paper searched
     {0.1, 0.3, 1, 3}."""
-    batch_size: int = 512
-    temperature: float = 0.1
+    batch_size: int = attrs.field(default=512, validator=integer(2))
+    temperature: float = attrs.field(default=0.1, validator=_temperature)
     augmentation: dict[str, Any] = attrs.field(
         factory=lambda: {
             "name": "two_views",
@@ -78,28 +93,61 @@ class SSLConfig:
         }
     )
     """An augkit pipeline config; a ``cfm`` entry without ``mi`` gets the MI of the corpus."""
+    allow_stale_mi: bool = False
+    """Accept a ``cfm`` ``mi`` whose feature fingerprints do not match the item corpus."""
 
 
 @attrs.frozen(kw_only=True)
 class OptimConfig:
-    lr: float = 0.003
-    weight_decay: float = 0.0
+    lr: float = attrs.field(default=0.003, validator=number(0, open_low=True))
+    weight_decay: float = attrs.field(default=0.0, validator=_weight)
+
+
+MONITOR_PATTERN = re.compile(r"valid/(?P<slice>all|head|tail|cold|decile_\d)/(?P<metric>recall|ndcg)@(?P<k>\d+)")
 
 
 @attrs.frozen(kw_only=True)
 class EvalConfig:
-    ks: tuple[int, ...] = (10, 50, 100)
-    head_fraction: float = 0.2
+    ks: tuple[int, ...] = attrs.field(default=(10, 50, 100), validator=[distinct, positive_integers])
+    head_fraction: float = attrs.field(default=0.2, validator=number(0, open_low=True, high=1, open_high=True))
+    every: int = attrs.field(default=1, validator=integer(0))
+    """Epochs between validation evaluations (0: only after the last epoch)."""
+    monitor: str = attrs.field(default="valid/all/recall@50")
+    """The validation metric that picks ``best.pt`` and drives early stopping (larger is better)."""
+    patience: int = attrs.field(default=0, validator=integer(0))
+    """Stop after this many validations without a better `monitor` (0: never stop early)."""
+    max_users: int = attrs.field(default=0, validator=integer(0))
+    """Validate on a seeded random subset of this many users (0: every validation user)."""
+
+    @monitor.validator
+    def _check_monitor(self, attribute: attrs.Attribute, value: str) -> None:
+        match = MONITOR_PATTERN.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(
+                "monitor must read valid/<slice>/<recall|ndcg>@<k> with slice all, head, tail, cold or "
+                f"decile_0..decile_9, got {value!r}"
+            )
+        if int(match["k"]) not in self.ks:
+            raise ValueError(f"monitor {value!r} needs k={match['k']} in ks, which are {list(self.ks)}")
 
 
 @attrs.frozen(kw_only=True)
 class TrainConfig:
-    name: str = "default"
-    seed: int = 0
-    output_dir: str = "runs"
-    epochs: int = 10
-    checkpoint_every: int = 200
-    """Steps between atomic checkpoints (0: only at the end)."""
+    name: str = attrs.field(default="default", validator=run_name)
+    """The run directory's name under `output_dir`: a plain name, no path."""
+    seed: int = attrs.field(default=0, validator=integer(0))
+    output_dir: str = attrs.field(default="runs")
+    device: str = attrs.field(default="auto", validator=device)
+    """auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."""
+    precision: str = attrs.field(default="32", validator=one_of("32", "bf16-mixed"))
+    """32, or bf16-mixed (CUDA only): towers under bfloat16 autocast, losses in float32."""
+    threads: int = attrs.field(default=0, validator=integer(0))
+    """torch's intra-op threads (0: torch's default)."""
+    epochs: int = attrs.field(default=10, validator=integer(1))
+    checkpoint_every: int = attrs.field(default=200, validator=integer(0))
+    """Steps between atomic checkpoints (0: only at epoch ends)."""
+    log_every: int = attrs.field(default=50, validator=integer(0))
+    """Steps per row of ``steps.csv``, each the mean of those steps' losses (0: no such rows)."""
     progress: bool = True
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -108,49 +156,196 @@ class TrainConfig:
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
 
+    @output_dir.validator
+    def _check_output_dir(self, attribute: attrs.Attribute, value: str) -> None:
+        if not value or "\0" in value:
+            raise ValueError(f"output_dir must be a directory path, got {value!r}")
+
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
 
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}.get(
+        type(value), "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__
+    )
+
+
+def _strict(expected: str, accepts: Callable[[Any], bool], convert: Callable[[Any], Any] = lambda v: v) -> Callable[[Any, Any], Any]:
+    """A structure hook that accepts only values `accepts` holds for: no coercion of
+    ``"false"`` to a bool, ``1.5`` to an int or ``"0.05"`` to a float."""
+
+    def structure(value: Any, _: Any) -> Any:
+        if not accepts(value):
+            raise TypeError(f"expected {expected}, got {value!r} ({_kind(value)})")
+        return convert(value)
+
+    return structure
+
+
+def _int_tuple(value: Any, _: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected a list of integers, got {value!r} ({_kind(value)})")
+    for i, item in enumerate(value):
+        if type(item) is not int:
+            raise TypeError(f"expected a list of integers, item {i} is {item!r} ({_kind(item)})")
+    return tuple(value)
+
+
 _converter = cattrs.Converter(forbid_extra_keys=True)
+_converter.register_structure_hook(bool, _strict("true or false", lambda v: isinstance(v, bool)))
+_converter.register_structure_hook(int, _strict("an integer", lambda v: type(v) is int))
+_converter.register_structure_hook(
+    float, _strict("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
+)
+_converter.register_structure_hook(str, _strict("a string", lambda v: isinstance(v, str)))
+_converter.register_structure_hook_func(lambda t: t == tuple[int, ...], _int_tuple)
+_converter.register_structure_hook_func(
+    lambda t: t == dict[str, Any], _strict("a table", lambda v: isinstance(v, Mapping), dict)
+)
 
 
-def _format_error(error: BaseException, type_: Any) -> str:
-    if isinstance(error, cattrs.ForbiddenExtraKeysError):
-        known = [f.name for f in attrs.fields(error.cl)]
-        parts = []
-        for key in sorted(error.extra_fields):
-            close = difflib.get_close_matches(key, known, n=1)
+
+def _table_hook(cls: type) -> Callable[[Any, Any], Any]:
+    """Structure a config table: anything but a mapping is a type error, not a crash."""
+    structure = cattrs.gen.make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a table, got {value!r} ({_kind(value)})")
+        return structure(value, type_)
+
+    return hook
+
+
+_converter.register_structure_hook_factory(attrs.has, _table_hook)
+
+_SECTIONS: dict[str, type] = {
+    "": TrainConfig, "data": DataConfig, "model": ModelConfig, "main": MainTaskConfig,
+    "ssl": SSLConfig, "optim": OptimConfig, "eval": EvalConfig,
+}
+"""Every table of the config by its key path ("" is the top level)."""
+
+
+def _homes(key: str) -> list[str]:
+    """The tables where `key` is a valid key, as ``[main]`` (or ``the top level``)."""
+    return [
+        f"[{section}]" if section else "the top level"
+        for section, cls in _SECTIONS.items()
+        if key in attrs.fields_dict(cls) and not (section == "" and key in _SECTIONS)
+    ]
+
+
+def _unknown_keys(error: cattrs.ForbiddenExtraKeysError) -> str:
+    known = [f.name for f in attrs.fields(error.cl)]
+    parts = []
+    for key in sorted(error.extra_fields):
+        homes = _homes(key)
+        close = difflib.get_close_matches(key, known, n=1)
+        if homes:
+            hint = f"; it belongs in {' or '.join(homes)}"
+        else:
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            parts.append(f"unknown key {key!r}{hint} (valid: {', '.join(known)})")
-        return "; ".join(parts)
-    if type(error) in (ValueError, TypeError) and str(error):
-        return str(error.args[0])  # an attrs validator's message names the field and values
-    return cattrs.v.format_exception(error, type_)
+        parts.append(f"unknown key {key!r}{hint} (valid: {', '.join(known)})")
+    return "; ".join(parts)
+
+
+def _messages(error: BaseException, path: str) -> list[str]:
+    """One ``message @ path`` line per leaf of a cattrs error tree."""
+    if isinstance(error, cattrs.ForbiddenExtraKeysError):
+        return [f"{_unknown_keys(error)} @ {path}" if path else _unknown_keys(error)]
+    if isinstance(error, cattrs.ClassValidationError):
+        noted, plain = error.group_exceptions()
+        lines = [line for exc, note in noted for line in _messages(exc, _join(path, note.name))]
+        fields = attrs.fields_dict(error.cl)
+        for exc in plain:  # a validator's message starts with the key it checks
+            key = re.match(r"\w+", str(exc))
+            lines += _messages(exc, _join(path, key[0]) if key and key[0] in fields else path)
+        return lines
+    if isinstance(error, cattrs.IterableValidationError):
+        noted, plain = error.group_exceptions()
+        lines = [line for exc, note in noted for line in _messages(exc, f"{path}[{note.index}]")]
+        return lines + [line for exc in plain for line in _messages(exc, path)]
+    if isinstance(error, KeyError) and error.args:
+        return [f"required key {error.args[0]!r} is missing" + (f" @ {path}" if path else "")]
+    return [f"{error} @ {path}" if path else str(error)]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
-    """Structure a plain dict into a `TrainConfig`; errors name the key path at fault."""
+    """Structure a plain dict into a `TrainConfig`; errors name the key path at fault
+    (``epochs must be an integer >= 1, got 0 @ run.toml.epochs``)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a trainer config is a table, got {_kind(data)} @ {source}")
     try:
-        return _converter.structure(dict(data), TrainConfig)
-    except Exception as error:
-        if isinstance(error, cattrs.BaseValidationError):
-            lines = cattrs.transform_error(error, path=source, format_exception=_format_error)
-            raise ConfigError("; ".join(lines)) from None
-        raise ConfigError(f"{source}: {error}") from None
+        return _converter.structure(_strip_bom_keys(data), TrainConfig)
+    except cattrs.BaseValidationError as error:
+        raise ConfigError("; ".join(_messages(error, source))) from None
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{error} @ {source}" if source else str(error)) from None
 
 
-def load_config(path: str | Path) -> TrainConfig:
-    """Read a TOML file; errors name the file and the key."""
+def _strip_bom_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with a UTF-8 byte-order mark removed from the first key (a file saved with one)."""
+    return {(k.lstrip("\ufeff") if isinstance(k, str) else k): v for k, v in data.items()}
+
+
+def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a TOML file (a leading UTF-8 byte-order mark is ignored), apply `overrides`
+    (``key.path=value``, see `apply_overrides`); errors name the file and the key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory; expected a TOML file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return config_from_dict(data, source=str(path))
+    config = config_from_dict(data, source=str(path))
+    return apply_overrides(config, overrides) if overrides else config
+
+
+def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """`config` with each ``key.path=value`` of `overrides` set, in order (``--set``).
+
+    The value is read as a TOML value (``3``, ``0.1``, ``true``, ``[10, 50]``, ``"cfm"``); a value
+    that is not TOML is a string (``device=cuda``). Errors name the override at fault.
+    """
+    data = config_to_dict(config)
+    for override in overrides:
+        key, equals, text = override.partition("=")
+        parts = key.strip().split(".")
+        if not equals or not all(parts):
+            raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. main.batch_size=256")
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        node = data
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if not isinstance(child, dict) or (depth == 0 and part not in _SECTIONS):
+                known = [k for k, v in node.items() if isinstance(v, dict)]
+                raise UnknownNameError(f"table in --set {override!r}", part, known)
+            node = child
+        node[parts[-1]] = value
+        try:
+            config = config_from_dict(data, source="")
+        except ConfigError as error:
+            raise ConfigError(f"--set {override!r}: {error}") from None
+        data = config_to_dict(config)
+    return config
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

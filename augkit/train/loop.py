@@ -1,14 +1,21 @@
-"""The reference training loop: ``L_main + alpha * L_self``, checkpoints, resume, evaluation.
+"""The reference training loop: ``L_main + alpha * L_self``, validation, early stopping,
+history, checkpoints and resume.
 
 Every step draws from generators seeded by ``(seed, step)`` and every epoch's order from
-``(seed, epoch)``, so a run resumed from a checkpoint ends with the same parameters and
-metrics as an uninterrupted run with the same seed (on CPU).
+``(seed, epoch)``, and the loop's own state (history, best score, loss sums) is in the
+checkpoint, so a run resumed from a checkpoint ends with the same parameters, history and
+metrics as an uninterrupted run with the same seed (on CPU). The loop is a few small pieces
+called from `_Loop.run`: a step, the epoch's end (validation, history, best checkpoint, early
+stopping) and checkpointing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +23,23 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from augkit.errors import ConfigError
-from augkit.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from augkit.train.config import TrainConfig, dump_config
+from augkit.augmentation import check_pair
+from augkit.errors import AugkitError, CheckpointError, ConfigError, PluginCallError, TrainingError
+from augkit.registry import Registration, get_registry
+from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from augkit.train.config import TrainConfig, config_to_dict, dump_config
+from augkit.train.device import place, resolve_device
+from augkit.train.logbook import HISTORY_NAME, STEPS_NAME, TensorBoard, write_csv
+from augkit.train.rundir import hold
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
+
+log = logging.getLogger("augkit.train")
+
+TERMS = ("total", "main", "ssl", "spread_out")
+"""The loss terms, in the order of the loop's loss sums."""
+STREAM_VALID = 5
+RESUMABLE_KEYS = frozenset({"epochs", "progress", "device", "threads"})
+"""Config keys a ``--resume`` may change: they do not change what a step computes."""
 
 
 @attrs.frozen
@@ -29,6 +49,11 @@ class StepLosses:
     ssl: torch.Tensor | None
     spread_out: torch.Tensor | None
 
+    def stacked(self) -> torch.Tensor:
+        """``FloatTensor[4]`` of `TERMS` (0 for an absent term), detached, in float64."""
+        zero = torch.zeros((), device=self.total.device)
+        return torch.stack([(t if t is not None else zero).detach().double() for t in attrs.astuple(self, recurse=False)])
+
 
 @attrs.frozen(eq=False)
 class TrainResult:
@@ -37,34 +62,129 @@ class TrainResult:
     seconds: float
     last_losses: dict[str, float]
     finished: bool
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    """A row per epoch, as in ``history.csv``."""
+    best: dict[str, Any] | None = None
+    """``{"epoch", "step", "monitor", "score", "metrics"}`` of the best validation, or None."""
+    stopped_early: bool = False
 
 
-def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator) -> StepLosses:
-    """Losses of one step on training rows `rows` (``LongTensor[b]`` into the train log)."""
+# -- plugins, called under contract ------------------------------------------------------------
+def _origins(config: TrainConfig) -> dict[str, Registration]:
+    """The registrations behind the run's losses and sampler, by loss term."""
+    registry = get_registry()
+    wanted = {"main": ("loss", "batch_softmax"), "ssl": ("loss", "info_nce"), "spread_out": ("loss", "spread_out")}
+    if config.main.logq != "none":
+        wanted["frequency"] = ("sampler", config.main.logq)
+    return {term: registry.get(*what) for term, what in wanted.items()}
+
+
+def _augmentations(config: Mapping[str, Any]) -> list[Registration]:
+    """The registrations of every augmentation an augmentation config names."""
+    registry, found, pending = get_registry(), [], [config]
+    while pending:
+        node = pending.pop()
+        name = node.get("name")
+        if name not in ("two_views", "sequential"):
+            found.append(registry.get("augmentation", name))
+        for value in node.get("params", {}).values():
+            pending += [c for c in (value if isinstance(value, list) else [value]) if isinstance(c, dict) and "name" in c]
+    return found
+
+
+def _culprit(candidates: list[Registration], error: BaseException) -> str:
+    """The registration whose code raised `error` (its innermost frame in a candidate's
+    package, or a name in the message), else every candidate."""
+    frames, tb = [], error.__traceback__
+    while tb is not None:
+        frames.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    for module in reversed(frames):
+        for registration in candidates:
+            if registration.package and module.partition(".")[0] == registration.package and registration.package != "augkit":
+                return registration.describe()
+    named = [r for r in candidates if f"{r.name!r}" in str(error)]
+    return " or ".join(r.describe() for r in (named or candidates))
+
+
+def _under_contract(who: Callable[[BaseException], str], step: int, call: Callable[[], Any]) -> Any:
+    """``call()``; any exception becomes a `PluginCallError` naming `who` and the step."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:
+        raise PluginCallError(f"step {step}: {who(error)} failed: {type(error).__name__}: {error}") from error
+
+
+def _check_scalar(value: Any, who: str, step: int, device: torch.device) -> torch.Tensor:
+    if not (isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point() and value.device == device):
+        got = f"a tensor of shape {list(value.shape)}, {value.dtype} on {value.device}" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+        raise PluginCallError(f"step {step}: {who} returned {got}; expected a 0-dim floating tensor on {device}")
+    return value
+
+
+def _check_log_prob(value: Any, who: str, step: int, items: torch.Tensor) -> torch.Tensor:
+    ok = isinstance(value, torch.Tensor) and value.shape == items.shape and value.is_floating_point()
+    if not ok or value.device != items.device:
+        got = f"a tensor of shape {list(value.shape)}, {value.dtype} on {value.device}" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
+        raise PluginCallError(f"step {step}: {who} log_prob returned {got}; expected floats of shape {list(items.shape)} on {items.device}")
+    return value
+
+
+# -- one step ------------------------------------------------------------------------------------
+def _autocast(parts: RunParts, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if parts.config.precision == "bf16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, *, step: int = 0) -> StepLosses:
+    """Losses of one step on training rows `rows` (``LongTensor[b]`` into the train log, on
+    the run's device). Plugin calls are checked: an exception or an off-contract return is a
+    `PluginCallError` naming the plugin's distribution and `step`."""
     config, train = parts.config, parts.split.train
+    device = parts.queries.device
+    origins = _origins(config)
     users, items = train.users[rows], train.items[rows]
     query_batch = parts.queries.select(users)
     item_batch = parts.dataset.items.select(items)
     if parts.feature_dropout is not None:
         item_batch = parts.feature_dropout(item_batch, generator=generator)
-    query = parts.model["query"](query_batch)
-    item = parts.model["item"](item_batch)
+    with _autocast(parts, device):
+        query = parts.model["query"](query_batch).float()
+        item = parts.model["item"](item_batch).float()
     log_q = None
     if parts.frequency is not None:
+        sampler = origins["frequency"].describe()
         if config.main.logq == "streaming":
-            parts.frequency.update(items)
-        log_q = parts.frequency.log_prob(items)
-    main = parts.main_loss(query, item, item_ids=items, log_q=log_q)
+            _under_contract(lambda e: sampler, step, lambda: parts.frequency.update(items))
+        log_q = _check_log_prob(
+            _under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(items)), sampler, step, items
+        )
+
+    def loss(term: str, call: Callable[[], Any]) -> torch.Tensor:
+        who = origins[term].describe()
+        return _check_scalar(_under_contract(lambda e: who, step, call), who, step, device)
+
+    main = loss("main", lambda: parts.main_loss(query, item, item_ids=items, log_q=log_q))
     total = main
     spread = ssl = None
     if parts.spread_out is not None:
-        spread = parts.spread_out(item, item_ids=items)
+        spread = loss("spread_out", lambda: parts.spread_out(item, item_ids=items))
         total = total + config.main.spread_out * spread
     if parts.ssl_loss is not None:
         ssl_items = _uniform_items(parts, generator)
-        first, second = parts.augmentation(parts.dataset.items.select(ssl_items), generator=generator)
-        z1, z2 = parts.model["item"](first), parts.model["item"](second)
-        ssl = parts.ssl_loss(z1, z2, item_ids=ssl_items)
+        batch = parts.dataset.items.select(ssl_items)
+        candidates = _augmentations(config.ssl.augmentation)
+        first, second = _under_contract(
+            lambda e: "ssl.augmentation: " + _culprit(candidates, e),
+            step,
+            lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
+        )
+        with _autocast(parts, device):
+            z1, z2 = parts.model["item"](first).float(), parts.model["item"](second).float()
+        ssl = loss("ssl", lambda: parts.ssl_loss(z1, z2, item_ids=ssl_items))
         total = total + config.ssl.alpha * ssl
     return StepLosses(total, main, ssl, spread)
 
@@ -73,7 +193,8 @@ def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
     """``LongTensor[ssl.batch_size]`` of distinct items drawn uniformly from the corpus."""
     num_items = parts.dataset.num_items
     size = min(parts.config.ssl.batch_size, num_items)
-    return torch.randperm(num_items, generator=generator)[:size]
+    items = torch.randperm(num_items, generator=generator, device=generator.device)[:size]
+    return items.to(parts.dataset.items.device, non_blocking=True)
 
 
 def _parameters(parts: RunParts) -> list[torch.nn.Parameter]:
@@ -86,102 +207,338 @@ def _parameters(parts: RunParts) -> list[torch.nn.Parameter]:
     return list(seen.values())
 
 
-def _state(parts: RunParts, optimizer: torch.optim.Optimizer, step: int) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "step": step,
-        "config": dump_config(parts.config),
-        "model": parts.model.state_dict(),
-        "main_loss": parts.main_loss.state_dict(),
-        "optimizer": optimizer.state_dict(),
-    }
-    if parts.frequency is not None:
-        state["frequency"] = parts.frequency.state_dict()
-    return state
+# -- the loop's own state --------------------------------------------------------------------
+@attrs.define
+class LoopState:
+    """What the loop carries from step to step, saved in every checkpoint."""
+
+    step: int = 0
+    seconds: float = 0.0
+    """Training time over every session of the run (evaluation included)."""
+    history: list[dict[str, Any]] = attrs.Factory(list)
+    steps: list[dict[str, Any]] = attrs.Factory(list)
+    best: dict[str, Any] | None = None
+    stale: int = 0
+    """Validations since the best one."""
+    stopped_early: bool = False
+    last_losses: dict[str, float] = attrs.Factory(dict)
+    epoch_sums: torch.Tensor = attrs.Factory(lambda: torch.zeros(len(TERMS), dtype=torch.float64))
+    window_sums: torch.Tensor = attrs.Factory(lambda: torch.zeros(len(TERMS), dtype=torch.float64))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self, recurse=False)
+        out["epoch_sums"], out["window_sums"] = self.epoch_sums.cpu(), self.window_sums.cpu()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: Path) -> LoopState:
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise CheckpointError(f"checkpoint {str(path)!r}: its loop state does not fit this augkit ({error})") from None
 
 
-def _restore(parts: RunParts, optimizer: torch.optim.Optimizer, path: Path) -> int:
-    state = load_checkpoint(path)
-    if state["config"] != dump_config(parts.config):
-        raise ConfigError(
-            f"{path} was written by a run with another config; resume with the same config "
-            f"(see {path.parent / 'config.toml'}) or start afresh in another output directory"
+def _terms(sums: torch.Tensor, count: int, present: Mapping[str, bool]) -> dict[str, float]:
+    return {f"loss/{name}": float(value) / max(count, 1) for name, value in zip(TERMS, sums.tolist()) if present[name]}
+
+
+# -- the loop -----------------------------------------------------------------------------------
+class _Loop:
+    def __init__(self, parts: RunParts, run_dir: Path, *, max_steps: int | None) -> None:
+        self.parts, self.config, self.run_dir, self.max_steps = parts, parts.config, run_dir, max_steps
+        self.device = parts.queries.device
+        self.optimizer = torch.optim.Adam(
+            _parameters(parts), lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay
         )
-    parts.model.load_state_dict(state["model"])
-    parts.main_loss.load_state_dict(state["main_loss"])
-    optimizer.load_state_dict(state["optimizer"])
-    if parts.frequency is not None:
-        parts.frequency.load_state_dict(state["frequency"])
-    return int(state["step"])
+        self.rows = len(parts.split.train)
+        self.steps_per_epoch = math.ceil(self.rows / self.config.main.batch_size)
+        self.total_steps = self.steps_per_epoch * self.config.epochs
+        self.validating = len(parts.split.valid) > 0
+        self.present = {
+            "total": True, "main": True, "ssl": parts.ssl_loss is not None, "spread_out": parts.spread_out is not None,
+        }
+        self.state = LoopState()
+        self.first_bad = torch.full((len(TERMS),), -1, dtype=torch.long, device=self.device)
+
+    # checkpoints
+    def _state(self) -> dict[str, Any]:
+        parts = self.parts
+        state: dict[str, Any] = {
+            "step": self.state.step,
+            "config": dump_config(parts.config),
+            "model": parts.model.state_dict(),
+            "main_loss": parts.main_loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "loop": self.state.to_dict(),
+        }
+        if parts.frequency is not None:
+            state["frequency"] = parts.frequency.state_dict()
+        return state
+
+    def save(self) -> None:
+        self._check_finite()
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._state())
+
+    def restore(self) -> None:
+        path = self.run_dir / CHECKPOINT_NAME
+        if not path.exists():
+            raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; start the run without --resume")
+        state = load_checkpoint(path, required=("step", "config", "model", "main_loss", "optimizer", "loop"))
+        _check_same_config(path, state["config"], self.parts.config)
+        step = state["step"]
+        if type(step) is not int or not 0 <= step <= self.total_steps:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is at step {step!r}, outside 0..{self.total_steps} "
+                f"({self.config.epochs} epochs of {self.steps_per_epoch} steps); resume with at least as many epochs"
+            )
+        try:
+            self.parts.model.load_state_dict(state["model"])
+            self.parts.main_loss.load_state_dict(state["main_loss"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.parts.frequency is not None:
+                self.parts.frequency.load_state_dict(state["frequency"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run's model: {first}") from None
+        self.state = LoopState.from_dict(state["loop"], path)
+        self.state.epoch_sums = self.state.epoch_sums.to(torch.float64)
+        self.state.window_sums = self.state.window_sums.to(torch.float64)
+
+    # divergence
+    def _check_finite(self) -> None:
+        """`TrainingError` for the first step whose loss terms were not all finite."""
+        if bool((self.first_bad >= 0).any()):
+            term = int(torch.argmax((self.first_bad >= 0).long()))
+            bad = self.first_bad[self.first_bad >= 0]
+            step = int(bad.min())
+            terms = [TERMS[i] for i in range(len(TERMS)) if int(self.first_bad[i]) == step and TERMS[i] != "total"] or [TERMS[term]]
+            kept = self.run_dir / CHECKPOINT_NAME
+            keeps = f"the last good checkpoint {str(kept)!r} is kept" if kept.exists() else "no checkpoint was written"
+            raise TrainingError(
+                f"step {step}: the {' and '.join(terms)} loss is not finite; training stopped and {keeps}. "
+                "Try a lower optim.lr or a higher temperature"
+            )
+
+    # the parts of an epoch
+    def step(self, rows: torch.Tensor) -> None:
+        state = self.state
+        losses = train_step(self.parts, rows, generator_for(self.config.seed, STREAM_STEP, state.step), step=state.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        self.optimizer.step()
+        terms = losses.stacked()
+        self.first_bad = torch.where(~torch.isfinite(terms) & (self.first_bad < 0), state.step, self.first_bad)
+        state.epoch_sums = state.epoch_sums.to(self.device) + terms
+        state.window_sums = state.window_sums.to(self.device) + terms
+        state.step += 1
+        self.last = losses
+        every = self.config.log_every
+        if every and state.step % every == 0:
+            self._check_finite()
+            state.steps.append({"step": state.step, **_terms(state.window_sums, every, self.present)})
+            state.window_sums = torch.zeros_like(state.window_sums)
+        ends_epoch = state.step % self.steps_per_epoch == 0  # end_epoch's own save follows
+        if self.config.checkpoint_every and state.step % self.config.checkpoint_every == 0 and not ends_epoch:
+            self.save()
+
+    def end_epoch(self, epoch: int, seconds: float, examples: int) -> None:
+        """History row, validation, best checkpoint and early stopping after epoch `epoch`."""
+        self._check_finite()
+        state = self.state
+        steps_done = state.step - epoch * self.steps_per_epoch
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": state.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "items_per_s": round(examples / max(seconds, 1e-9), 1),
+            **_terms(state.epoch_sums, steps_done, self.present),
+        }
+        state.epoch_sums = torch.zeros_like(state.epoch_sums)
+        last = epoch + 1 == self.config.epochs
+        every = self.config.eval.every
+        if self.validating and (last or (every and (epoch + 1) % every == 0)):
+            row.update(self.validate(epoch))
+        state.history.append(row)
+
+    def validate(self, epoch: int) -> dict[str, float]:
+        from augkit.train.evaluation import evaluate_run
+
+        config = self.config.eval
+        log.info("epoch %d: validating ...", epoch + 1)
+        started = time.perf_counter()
+        generator = generator_for(self.config.seed, STREAM_VALID, 0)
+        metrics = evaluate_run(self.parts, on="valid", max_users=config.max_users or None, generator=generator)["model"]
+        flat = {
+            f"valid/{s}/{m}@{k}": metrics[s][f"{m}@{k}"]
+            for s in ("all", "head", "tail", "cold")
+            for m in ("recall", "ndcg")
+            for k in config.ks
+        }
+        score = _score(metrics, config.monitor)
+        state = self.state
+        if score is not None and (state.best is None or score > state.best["score"]):
+            state.best = {"epoch": epoch + 1, "step": state.step, "monitor": config.monitor, "score": score, "metrics": metrics}
+            state.stale = 0
+            save_checkpoint(self.run_dir / BEST_NAME, {"step": state.step, "config": dump_config(self.parts.config), "model": self.parts.model.state_dict(), "best": state.best})
+        else:
+            state.stale += 1
+            if config.patience and state.stale >= config.patience:
+                state.stopped_early = True
+        log.info(
+            "epoch %d: %s = %s (best %.4f at epoch %d) in %.1f s",
+            epoch + 1, config.monitor, "n/a" if score is None else f"{score:.4f}",
+            state.best["score"] if state.best else float("nan"), state.best["epoch"] if state.best else 0,
+            time.perf_counter() - started,
+        )
+        return flat
+
+    def run(self, bar: tqdm) -> None:
+        config, state = self.config, self.state
+        batch_size = config.main.batch_size
+        board = TensorBoard(self.run_dir)
+        seen_history, seen_steps = len(state.history), len(state.steps)
+        try:
+            while state.step < self.total_steps and not state.stopped_early and not self._halted():
+                epoch, offset = divmod(state.step, self.steps_per_epoch)
+                order = torch.randperm(self.rows, generator=generator_for(config.seed, STREAM_EPOCH, epoch))
+                order = order.to(self.device, non_blocking=True)
+                started, first = time.perf_counter(), state.step
+                for start in range(offset * batch_size, self.rows, batch_size):
+                    if self._halted():
+                        break
+                    self.step(order[start : start + batch_size])
+                    if config.progress and (state.step % 10 == 0 or state.step % self.steps_per_epoch == 0):
+                        self._check_finite()
+                        bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{float(self.last.total.detach()):.3f}")
+                        bar.update(state.step - bar.n)
+                seconds = time.perf_counter() - started
+                state.seconds += seconds
+                if state.step % self.steps_per_epoch == 0:
+                    self.end_epoch(epoch, seconds, (state.step - first) * batch_size)
+                    self.save()
+                for row in state.history[seen_history:]:
+                    board.add(row, step=row["step"], prefix="epoch")
+                for row in state.steps[seen_steps:]:
+                    board.add(row, step=row["step"], prefix="steps")
+                seen_history, seen_steps = len(state.history), len(state.steps)
+        finally:
+            board.close()
+        self._check_finite()
+        if state.step > 0 and hasattr(self, "last"):
+            state.last_losses = {name: float(value) for name, value in zip(TERMS, self.last.stacked().tolist()) if self.present[name]}
+        self.write_history()
+        if state.stopped_early:
+            log.info("stopped early after epoch %d: %s did not improve for %d validations", len(state.history), config.eval.monitor, config.eval.patience)
+
+    def _halted(self) -> bool:
+        return (self.max_steps is not None and self.state.step >= self.max_steps) or self.state.step >= self.total_steps
+
+    def write_history(self) -> None:
+        write_csv(self.run_dir / HISTORY_NAME, self.state.history)
+        if self.state.steps:
+            write_csv(self.run_dir / STEPS_NAME, self.state.steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.state.step >= self.total_steps or self.state.stopped_early
+
+
+def _score(metrics: Mapping[str, Any], monitor: str) -> float | None:
+    _, slice_, key = monitor.split("/")
+    return metrics[slice_][key]
+
+
+def _check_same_config(path: Path, saved: str, current: TrainConfig) -> None:
+    """`ConfigError` naming every key (but `RESUMABLE_KEYS`) where `saved` differs from `current`."""
+    import tomllib
+
+    from augkit.train.config import config_from_dict
+
+    try:
+        before = config_to_dict(config_from_dict(tomllib.loads(saved), source=str(path)))
+    except (tomllib.TOMLDecodeError, AugkitError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds a config this augkit cannot read: {error}") from None
+    differing = [key for key in _diff(before, config_to_dict(current)) if key not in RESUMABLE_KEYS]
+    if differing:
+        raise ConfigError(
+            f"--resume: {str(path)!r} was written with another config; differing keys: {', '.join(differing)} "
+            f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change on resume; see {str(path.parent / 'config.toml')!r}), "
+            "or start afresh with --overwrite or another --name"
+        )
+
+
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, Mapping) and isinstance(right, Mapping) and key != "augmentation" and key != "tables":
+            keys += _diff(left, right, f"{prefix}{key}.")
+        elif left != right:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def summary(parts: RunParts, device: torch.device) -> str:
+    """The start-up lines: data and split sizes, parameters, device and threads."""
+    data, split = parts.dataset, parts.split
+    counts = {name: sum(p.numel() for p in parts.model[name].parameters()) for name in ("query", "item")}
+    lines = [
+        f"data {data.name!r}: {data.num_users} users, {data.num_items} items, {len(data.interactions)} interactions",
+        f"split: {len(split.train)} train, {len(split.valid)} validation, {len(split.test)} test events; "
+        f"{int(split.cold_items.sum())} cold items",
+        f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
+        f"device {device}, {torch.get_num_threads()} threads, precision {parts.config.precision}",
+    ]
+    return "\n".join([*lines, *getattr(data, "warnings", ())])
+
+
+def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
+    """Built parts (data validated first) on the config's device, with its thread count."""
+    parts = parts or build_run(config)
+    device = resolve_device(parts.config.device)
+    if parts.config.precision == "bf16-mixed" and device.type != "cuda":
+        raise ConfigError(f"precision 'bf16-mixed' needs a CUDA device; the run is on {device}")
+    if parts.config.threads:
+        torch.set_num_threads(parts.config.threads)
+    return place(parts, device)
+
+
+def run_loop(parts: RunParts, run_dir: Path, *, resume: bool, max_steps: int | None) -> TrainResult:
+    """Train `parts` in the held `run_dir` (see `train`)."""
+    loop = _Loop(parts, run_dir, max_steps=max_steps)
+    log.info(summary(parts, loop.device))
+    if resume:
+        loop.restore()
+    config = parts.config
+    bar = tqdm(total=loop.total_steps, initial=loop.state.step, disable=not config.progress, unit="step", desc=config.name)
+    try:
+        loop.run(bar)
+    finally:
+        bar.close()
+    if loop.finished and loop.state.step > 0:
+        loop.save()
+    state = loop.state
+    return TrainResult(
+        parts, state.step, state.seconds, state.last_losses, loop.finished, state.history, state.best, state.stopped_early
+    )
 
 
 def train(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     max_steps: int | None = None,
     parts: RunParts | None = None,
 ) -> TrainResult:
-    """Train the two towers of `config`, checkpointing to ``<run_dir>/checkpoint.pt``.
+    """Train the two towers of `config` in ``<output_dir>/<name>/`` (checkpoint.pt, best.pt,
+    history.csv, steps.csv), holding that directory's lock.
 
-    `resume` continues from that checkpoint. `max_steps` stops early without a final
+    The data and config are validated before the directory is touched. `resume` continues
+    from the checkpoint (and may train more `epochs`); otherwise a directory with an earlier
+    run's results is refused unless `overwrite`. `max_steps` stops early without a final
     checkpoint, as a killed run would (for tests and quick looks).
     """
-    parts = parts or build_run(config)
-    config = parts.config
-    run_dir = config.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = run_dir / CHECKPOINT_NAME
-    optimizer = torch.optim.Adam(
-        _parameters(parts), lr=config.optim.lr, weight_decay=config.optim.weight_decay
-    )
-    step = 0
-    if resume:
-        if not checkpoint.exists():
-            raise ConfigError(f"--resume: no checkpoint at {checkpoint}")
-        step = _restore(parts, optimizer, checkpoint)
-    elif checkpoint.exists():
-        checkpoint.unlink()  # a fresh run must not be resumed from an older one's state
-    num_rows = len(parts.split.train)
-    batch_size = config.main.batch_size
-    steps_per_epoch = math.ceil(num_rows / batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    last: dict[str, float] = {}
-    for module in (parts.model, parts.main_loss):
-        module.train()
-    started = time.perf_counter()
-    first_step = step
-    bar = tqdm(
-        total=total_steps, initial=step, disable=not config.progress, unit="step", desc=config.name
-    )
-    while step < total_steps and (max_steps is None or step < max_steps):
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = torch.randperm(num_rows, generator=generator_for(config.seed, STREAM_EPOCH, epoch))
-        for start in range(offset * batch_size, num_rows, batch_size):
-            if step >= total_steps or (max_steps is not None and step >= max_steps):
-                break
-            rows = order[start : start + batch_size]
-            losses = train_step(parts, rows, generator_for(config.seed, STREAM_STEP, step))
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            optimizer.step()
-            step += 1
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
-                save_checkpoint(checkpoint, _state(parts, optimizer, step))
-            if config.progress and (step % 10 == 0 or step == total_steps):
-                elapsed = time.perf_counter() - started
-                bar.set_postfix(
-                    loss=f"{float(losses.total.detach()):.3f}",
-                    items_per_s=f"{(step - first_step) * batch_size / max(elapsed, 1e-9):.0f}",
-                )
-                bar.update(step - bar.n)
-    bar.close()
-    if step > first_step:
-        last = {
-            name: float(value.detach())
-            for name, value in attrs.asdict(losses, recurse=False).items()
-            if value is not None
-        }
-    finished = step >= total_steps
-    if finished:
-        save_checkpoint(checkpoint, _state(parts, optimizer, step))
-    return TrainResult(parts, step, time.perf_counter() - started, last, finished)
+    parts = prepare(config, parts)
+    with hold(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
+        return run_loop(parts, run_dir, resume=resume, max_steps=max_steps)

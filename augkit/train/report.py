@@ -10,6 +10,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from augkit.train.config import TrainConfig, dump_config
 from augkit.train.evaluation import DECILE_PREFIX
 
 SUMMARY_SLICES = ("all", "head", "tail", "cold")
@@ -52,33 +53,88 @@ def plot_deciles(lines: Mapping[str, Sequence[float | None]], path: Path, *, k: 
     figure.savefig(path)
 
 
-def write_run_report(run_dir: Path, config_toml: str, metrics: Mapping[str, Any], *, ks: Sequence[int], name: str, training: Mapping[str, Any]) -> None:
-    """Write ``config.toml``, ``metrics.json``, ``report.md`` and ``recall_by_decile.png``."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(config_toml, encoding="utf-8")
-    (run_dir / "metrics.json").write_text(
-        json.dumps({"training": dict(training), **metrics}, indent=2), encoding="utf-8"
-    )
+def plot_history(history: Sequence[Mapping[str, Any]], path: Path, *, monitor: str, title: str) -> None:
+    """Per-epoch mean loss of every term (left) and the monitored validation metric (right)."""
+    figure = Figure(figsize=(10, 4), dpi=120)
+    FigureCanvasAgg(figure)
+    losses, valid = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
+    epochs = [row["epoch"] for row in history]
+    for key in [k for k in history[0] if k.startswith("loss/")]:
+        losses.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=key.removeprefix("loss/"))
+    losses.set_xlabel("epoch")
+    losses.set_ylabel("mean loss")
+    losses.legend()
+    points = [(row["epoch"], row[monitor]) for row in history if row.get(monitor) is not None]
+    if points:
+        valid.plot(*zip(*points), marker="o", color="tab:green")
+        best = max(points, key=lambda p: p[1])
+        valid.scatter([best[0]], [best[1]], s=120, facecolors="none", edgecolors="black", label=f"best: epoch {best[0]}")
+        valid.legend()
+    valid.set_xlabel("epoch")
+    valid.set_ylabel(monitor)
+    for axes in (losses, valid):
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def config_text(config: TrainConfig, versions: Mapping[str, str]) -> str:
+    """The resolved config as TOML, headed by comments with the versions that ran it."""
+    header = "".join(f"# {name} {version}\n" for name, version in versions.items())
+    return f"# written by augkit train; versions:\n{header}{dump_config(config)}"
+
+
+def write_run_report(
+    run_dir: Path,
+    config: TrainConfig,
+    report: Mapping[str, Any],
+    *,
+    history: Sequence[Mapping[str, Any]] = (),
+    warnings: Sequence[str] = (),
+) -> None:
+    """Write ``config.toml``, ``metrics.json`` (`report`), ``report.md``,
+    ``recall_by_decile.png`` and, with a `history`, ``training_curves.png``."""
+    ks, name, training = config.eval.ks, config.name, report["training"]
+    (run_dir / "config.toml").write_text(config_text(config, report.get("versions", {})), encoding="utf-8")
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     k = ks[0]
     plot_deciles(
-        {"model": decile_recall(metrics["model"], k), "TopPopular": decile_recall(metrics["top_popular"], k)},
+        {"model": decile_recall(report["model"], k), "TopPopular": decile_recall(report["top_popular"], k)},
         run_dir / "recall_by_decile.png",
         k=k,
         title=f"{name}: Recall@{k} by popularity decile",
     )
-    table = metrics_table({"model": metrics["model"], "TopPopular": metrics["top_popular"]}, ks)
-    report = [
+    lines = [
         f"# Run `{name}`",
         "",
-        f"Steps: {training['steps']}, training time: {training['seconds']:.1f} s, "
+        f"Steps: {training['steps']} ({training.get('epochs', 0)} epochs"
+        f"{', stopped early' if training.get('stopped_early') else ''}), training time: {training['seconds']:.1f} s, "
         f"final losses: {', '.join(f'{k}={v:.4f}' for k, v in training['last_losses'].items())}.",
         "",
-        "Full-corpus retrieval, each user's training items excluded. head = top 20% of items by "
-        "training count, tail = the rest, cold = never in training.",
+    ]
+    lines += [f"> warning: {w}" for w in warnings] + ([""] if warnings else [])
+    validation = report.get("validation")
+    if validation:
+        lines += [
+            f"Model selection on the validation split: best `{validation['monitor']}` = {validation['score']:.4f} "
+            f"at epoch {validation['epoch']} (step {validation['step']}); that checkpoint (`best.pt`) is the one tested.",
+            "",
+        ]
+    else:
+        lines += ["No validation split (data.valid_fraction = 0): the last step is the one tested.", ""]
+    if history:
+        plot_history(history, run_dir / "training_curves.png", monitor=config.eval.monitor, title=f"{name}: training")
+        lines += ["![Losses and validation by epoch](training_curves.png)", ""]
+    lines += [
+        "Test split, full-corpus retrieval, each user's earlier items excluded. head = top "
+        f"{config.eval.head_fraction:.0%} of items by training count, tail = the rest, cold = never in training.",
         "",
-        table,
+        metrics_table({"model": report["model"], "TopPopular": report["top_popular"]}, ks),
         "",
         "![Recall by popularity decile](recall_by_decile.png)",
         "",
+        "Versions: " + ", ".join(f"{n} {v}" for n, v in report.get("versions", {}).items()),
+        "",
     ]
-    (run_dir / "report.md").write_text("\n".join(report), encoding="utf-8")
+    (run_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")

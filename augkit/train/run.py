@@ -14,7 +14,7 @@ from augkit.batch import FeatureBatch
 from augkit.compose import TwoViews, from_config
 from augkit.data.dataset import RecDataset
 from augkit.data.splits import Split, split_interactions
-from augkit.errors import ConfigError
+from augkit.errors import AugkitError, ConfigError
 from augkit.random import generator_for
 from augkit.registry import get_registry
 from augkit.towers import Tower
@@ -70,12 +70,23 @@ class RunParts:
 def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunParts:
     """Load data, split it and build towers, losses and augmentations from `config`."""
     dataset = dataset if dataset is not None else load_dataset(config)
+    too_large = [k for k in config.eval.ks if k > dataset.num_items]
+    if too_large:
+        raise ConfigError(
+            f"eval.ks: k={too_large[0]} exceeds the {dataset.num_items} items of data set {dataset.name!r}"
+        )
     split = split_interactions(
         dataset,
         test_fraction=config.data.test_fraction,
+        valid_fraction=config.data.valid_fraction,
         cold_fraction=config.data.cold_fraction,
         generator=generator_for(config.seed, STREAM_SPLIT),
     )
+    if len(split.train) == 0:
+        raise ConfigError(
+            f"data set {dataset.name!r} leaves no training events after the split "
+            f"(data.test_fraction, data.valid_fraction, data.cold_fraction)"
+        )
     queries = with_history(
         dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
     )
@@ -92,9 +103,11 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
         ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature})
-        resolved = resolve_augmentation(config.ssl.augmentation, dataset.items)
+        resolved = resolve_augmentation(
+            config.ssl.augmentation, dataset.items, allow_stale_mi=config.ssl.allow_stale_mi
+        )
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
-        augmentation = _two_view(from_config(resolved), resolved)
+        augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
     spread_out = registry.create("loss", "spread_out") if config.main.spread_out > 0 else None
     feature_dropout = None
     if config.main.feature_dropout > 0:
@@ -145,14 +158,22 @@ def _two_view(augmentation: Any, config: dict[str, Any]) -> TwoViews | PairAugme
     )
 
 
-def resolve_augmentation(config: dict[str, Any], corpus: FeatureBatch) -> dict[str, Any]:
+def resolve_augmentation(
+    config: dict[str, Any], corpus: FeatureBatch, *, allow_stale_mi: bool = False
+) -> dict[str, Any]:
     """A copy of an augmentation config where every ``cfm`` without ``mi`` gets the mutual
-    information of `corpus` (items weighted uniformly, the SSL distribution) inline."""
+    information of `corpus` (items weighted uniformly, the SSL distribution) inline.
+
+    A ``cfm`` with an ``mi`` of its own must match `corpus`: every feature's fingerprint the
+    same as the corpus column's, else `ConfigError` naming the stale features (unless
+    `allow_stale_mi`)."""
     resolved = copy.deepcopy(dict(config))
-    pending = [resolved]
+    pending = [(resolved, "ssl.augmentation")]
     mi_dict = None
     while pending:
-        node = pending.pop()
+        node, where = pending.pop()
+        if not isinstance(node.get("name"), str):
+            continue  # from_config reports the malformed entry with its key path
         params = node.setdefault("params", {})
         if node["name"] == "cfm" and "mi" not in params:
             if mi_dict is None:
@@ -160,8 +181,32 @@ def resolve_augmentation(config: dict[str, Any], corpus: FeatureBatch) -> dict[s
 
                 mi_dict = compute_mutual_information(corpus).to_dict()
             params["mi"] = mi_dict
-        for value in params.values():  # nested pipeline configs: two_views, sequential
-            for child in value if isinstance(value, list) else [value]:
+        elif node["name"] == "cfm" and not allow_stale_mi:
+            _check_fresh_mi(params["mi"], corpus, f"{where}.params.mi")
+        for key, value in params.items():  # nested pipeline configs: two_views, sequential
+            children = enumerate(value) if isinstance(value, list) else [(None, value)]
+            for i, child in children:
                 if isinstance(child, dict) and "name" in child:
-                    pending.append(child)
+                    pending.append((child, f"{where}.params.{key}" + ("" if i is None else f"[{i}]")))
     return resolved
+
+
+def _check_fresh_mi(mi: Any, corpus: FeatureBatch, where: str) -> None:
+    """`ConfigError` unless the MI `mi` (a dict or a saved file's path) was computed from `corpus`."""
+    from augkit_cfm import MutualInformation
+    from augkit_cfm.columns import column
+
+    try:
+        matrix = MutualInformation.load(mi) if isinstance(mi, str) else MutualInformation.from_dict(mi)
+    except (AugkitError, ValueError, TypeError, KeyError, OSError) as error:
+        raise ConfigError(f"{where}: not a mutual-information matrix ({error})") from None
+    absent = [name for name in matrix.names if name not in corpus.schema]
+    if absent:
+        raise ConfigError(f"{where}: the MI names features {absent} that the item corpus lacks")
+    stale = [name for name in matrix.names if column(corpus, name).fingerprint() != matrix.fingerprints[name]]
+    if stale:
+        raise ConfigError(
+            f"{where}: the MI is stale: features {stale} differ from the item corpus it was computed "
+            "from (fingerprint mismatch); remove mi to compute it from this corpus, recompute it with "
+            "`augkit mi`, or set ssl.allow_stale_mi = true to use it anyway"
+        )

@@ -1,0 +1,97 @@
+"""A run directory held by one process at a time, never silently reused.
+
+``<output_dir>/<name>/`` is locked with an OS file lock (released by the OS when the process
+dies, also on ``kill -9``), and a fresh run refuses a directory that holds another run's
+results unless told to overwrite them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from augkit.errors import RunDirectoryError
+
+LOCK_NAME = ".lock"
+RESULTS = (
+    "checkpoint.pt", "best.pt", "metrics.json", "config.toml", "history.csv", "steps.csv",
+    "report.md", "recall_by_decile.png", "training_curves.png", "tensorboard",
+)
+"""What a run writes into its directory; a fresh run with ``overwrite`` removes these only."""
+
+
+@contextlib.contextmanager
+def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+    """Create and lock `run_dir` for this process; yield it; unlock on exit.
+
+    A second process is refused with the holder's pid. Without `resume`, a directory with
+    results of an earlier run is refused unless `overwrite`, which then removes them (after
+    the lock is held, so never under a running process).
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror}") from None
+    if not run_dir.is_dir():
+        raise RunDirectoryError(f"run directory {str(run_dir)!r} is not a directory")
+    with _locked(run_dir / LOCK_NAME):
+        if not resume:
+            found = [name for name in RESULTS if (run_dir / name).exists()]
+            if found and not overwrite:
+                raise RunDirectoryError(
+                    f"run directory {str(run_dir)!r} holds another run's results ({', '.join(found)}); "
+                    "continue it with --resume, replace it with --overwrite, or choose another --name"
+                )
+            for name in found:
+                _remove(run_dir / name)
+        yield run_dir
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+        path.rmdir()
+    else:
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on `path`, which records the holder's pid."""
+    handle = open(path, "a+", encoding="utf-8")
+    try:
+        if not _try_lock(handle):
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise RunDirectoryError(
+                f"run directory {str(path.parent)!r} is in use by process {holder} (lock {str(path)!r}); "
+                "wait for it to finish or choose another --name"
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def _try_lock(handle: object) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[attr-defined]
+    except BlockingIOError:
+        return False
+    return True
