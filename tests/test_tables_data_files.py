@@ -194,10 +194,10 @@ def test_the_join_report_counts_unmatched_keys_both_ways(tmp_path):
     file, people = repr(str(tmp_path / "f.csv")), repr(str(tmp_path / "people.csv"))
     log = repr(str(tmp_path / "log.csv"))
     assert loaded.warnings == (
-        f"items[0] {file}: no row for 2 of the 3 logged items (their v is missing)",
-        f"items[0] {file}: no event for 2 of its 3 items in the log {log} (they are items without interactions)",
-        f"users[0] {people}: no row for 1 of the 2 logged users (their city is missing)",
-        f"users[0] {people}: no event for 1 of its 2 users in the log {log} (they are users without interactions)",
+        f"items[0] {file}: no row for 2 of the 3 logged items; they lack its feature 'v'",
+        f"items[0] {file}: no event for 2 of its 3 items in the log {log}; they are items without interactions",
+        f"users[0] {people}: no row for 1 of the 2 logged users; they lack its feature 'city'",
+        f"users[0] {people}: no event for 1 of its 2 users in the log {log}; they are users without interactions",
     )
     assert loaded.dataset.warnings == loaded.warnings
     assert load(tmp_path, "u,i\nann,A\n", "k,v\nA,1\n").warnings == ()

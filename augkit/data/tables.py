@@ -798,15 +798,15 @@ def _join(
         )
     warnings = []
     if matched < logged_ids.size:
-        names = ", ".join(f.name for f in file.features)
+        names = ", ".join(repr(f.name) for f in file.features)
         warnings.append(
             f"{where}: no row for {logged_ids.size - matched} of the {logged_ids.size} logged "
-            f"{entity}s (their {names} {'is' if len(file.features) == 1 else 'are'} missing)"
+            f"{entity}s; they lack its feature{'s' if len(file.features) > 1 else ''} {names}"
         )
     if matched < own.size:
         warnings.append(
             f"{where}: no event for {own.size - matched} of its {own.size} {entity}s in the log "
-            f"{str(logged.log.file)!r} (they are {entity}s without interactions)"
+            f"{str(logged.log.file)!r}; they are {entity}s without interactions"
         )
     return warnings
 
