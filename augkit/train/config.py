@@ -320,7 +320,8 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     """`config` with each ``key.path=value`` of `overrides` set, in order (``--set``).
 
     The value is read as a TOML value (``3``, ``0.1``, ``true``, ``[10, 50]``, ``"cfm"``); a value
-    that is not TOML is a string (``device=cuda``). Errors name the override at fault.
+    that is not TOML is a string (``device=cuda``). The result is checked once, as a file is;
+    errors name the overrides and the key at fault.
     """
     data = config_to_dict(config)
     for override in overrides:
@@ -340,12 +341,10 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
                 raise UnknownNameError(f"table in --set {override!r}", part, known)
             node = child
         node[parts[-1]] = value
-        try:
-            config = config_from_dict(data, source="")
-        except ConfigError as error:
-            raise ConfigError(f"--set {override!r}: {error}") from None
-        data = config_to_dict(config)
-    return config
+    try:
+        return config_from_dict(data, source="")
+    except ConfigError as error:
+        raise ConfigError(f"--set {', '.join(map(repr, overrides))}: {error}") from None
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

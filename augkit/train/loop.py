@@ -258,6 +258,7 @@ class _Loop:
             "total": True, "main": True, "ssl": parts.ssl_loss is not None, "spread_out": parts.spread_out is not None,
         }
         self.state = LoopState()
+        self.holdout = None
         self.first_bad = torch.full((len(TERMS),), -1, dtype=torch.long, device=self.device)
 
     # checkpoints
@@ -361,13 +362,15 @@ class _Loop:
         state.history.append(row)
 
     def validate(self, epoch: int) -> dict[str, float]:
-        from augkit.train.evaluation import evaluate_run
+        from augkit.train.evaluation import build_holdout, evaluate_model
 
         config = self.config.eval
         log.info("epoch %d: validating ...", epoch + 1)
         started = time.perf_counter()
-        generator = generator_for(self.config.seed, STREAM_VALID, 0)
-        metrics = evaluate_run(self.parts, on="valid", max_users=config.max_users or None, generator=generator)["model"]
+        if self.holdout is None:
+            generator = generator_for(self.config.seed, STREAM_VALID, 0)
+            self.holdout = build_holdout(self.parts, on="valid", max_users=config.max_users or None, generator=generator)
+        metrics = evaluate_model(self.parts, self.holdout).as_dict()
         flat = {
             f"valid/{s}/{m}@{k}": metrics[s][f"{m}@{k}"]
             for s in ("all", "head", "tail", "cold")
