@@ -222,8 +222,8 @@ def test_long_and_wide_forms_give_the_same_bags(tmp_path_factory, bags, max_len)
 
 
 def test_parquet_matches_csv(tmp_path, shop):
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow", reason="Parquet needs pyarrow: pip install augkit[parquet]")
+    pq = pytest.importorskip("pyarrow.parquet", reason="Parquet needs pyarrow: pip install augkit[parquet]")
     stamps = pa.array([30, 10, 20, 40], type=pa.timestamp("s"))
     log = pa.table({"who": ["ann", "bob", "ann", "ann"], "what": ["A7", "B2", "B2", "A7"], "when": stamps})
     pq.write_table(log, tmp_path / "log.parquet")
@@ -561,7 +561,11 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
             r"item feature 'v' is defined twice, in 'f.csv' and 'g.csv'",
         ),
         ({"interactions": INTERACTIONS, "name": ""}, ConfigError, r"name must be a non-empty string"),
-        ({"interactions": {"path": "log.csv", "user": "u"}}, ConfigError, r"^interactions: 'item' is required$"),
+        (
+            {"interactions": {"path": "log.csv", "user": "u"}},
+            ConfigError,
+            r"^interactions: 'item' is required$",
+        ),
         (
             {"interactions": INTERACTIONS, "items": [{"path": "f.csv", "features": {}}]},
             ConfigError,

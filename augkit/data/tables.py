@@ -540,9 +540,18 @@ def _keys(table: _Table, column: Column, what: str, key_type: str) -> np.ndarray
             f'(key_type.{what.split()[0]} = "int")'
         )
 
-    if key_type == "int":
-        return _per_value(cells, lambda u: None if (n := _as_int(u)) is None else str(n), not_int, object)
-    return _per_value(cells, lambda u: unicodedata.normalize("NFC", u), not_int, object)
+    parse = _int_key if key_type == "int" else _text_key
+    return _per_value(cells, parse, not_int, object)
+
+
+def _int_key(text: str) -> str | None:
+    """The decimal digits of the integer `text` writes (``01`` -> ``1``), else None."""
+    number = _as_int(text)
+    return None if number is None else str(number)
+
+
+def _text_key(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _timestamps(table: _Table, column: Column) -> np.ndarray:
