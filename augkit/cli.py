@@ -14,6 +14,7 @@ import attrs
 import click
 
 from augkit.data import ItemTable, load_movielens_items, load_movielens_rating_counts, read_item_table
+from augkit.data.items import categorical_warnings
 from augkit.errors import AugkitError
 from augkit.registry import get_registry
 from augkit.schema import Categorical
@@ -157,6 +158,9 @@ def mi(
         matrix = compute_mutual_information(table.corpus, features=features, weights=weights)
     except AugkitError as error:
         raise click.ClickException(str(error)) from None
+    if not source.is_dir():
+        for warning in categorical_warnings(table):
+            click.echo(f"warning: {warning}", err=True)
     described = "uniform item weights" if weights is None else f"items weighted by {weights_from}"
     click.echo(f"mutual information (nats) of {len(table)} items from {source}, {described}:")
     click.echo(format_matrix(matrix))

@@ -166,3 +166,16 @@ def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, mo
         assert line in result.output, line
     written = json.loads((tmp_path / "runs" / "default" / "metrics.json").read_text())
     assert written["versions"]["torch"] == torch.__version__
+
+
+def test_tensorboard_events_when_the_extra_is_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = small(tmp_path, epochs=2)
+    train(config)
+    events = EventAccumulator(str(config.run_dir / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert "epoch/loss/total" in tags and "valid/all/recall@50" in tags and "steps/loss/main" in tags
+    assert [e.step for e in events.Scalars("valid/all/recall@50")] == [int(r["step"]) for r in rows(config.run_dir / "history.csv")]

@@ -71,6 +71,6 @@ def run_training(
             validation["model"] = result.best["metrics"]
         report = {"training": training, "validation": validation, **metrics, "versions": versions()}
         write_run_report(
-            run_dir, parts.config, report, history=result.history, warnings=getattr(parts.dataset, "warnings", ())
+            run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings
         )
     return report

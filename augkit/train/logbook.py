@@ -51,11 +51,12 @@ class TensorBoard:
         return self._writer is not None
 
     def add(self, row: Mapping[str, Any], *, step: int, prefix: str) -> None:
+        """Every number of `row` at `step`, tagged ``<prefix>/<key>`` (``valid/...`` as is)."""
         if self._writer is None:
             return
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):
-                self._writer.add_scalar(f"{prefix}/{key}" if "/" not in key else key, value, step)
+                self._writer.add_scalar(key if key.startswith("valid/") else f"{prefix}/{key}", value, step)
         self._writer.flush()
 
     def close(self) -> None:

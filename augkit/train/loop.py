@@ -492,7 +492,7 @@ def summary(parts: RunParts, device: torch.device) -> str:
         f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
         f"device {device}, {torch.get_num_threads()} threads, precision {parts.config.precision}",
     ]
-    return "\n".join([*lines, *getattr(data, "warnings", ())])
+    return "\n".join([*lines, *(f"warning: {w}" for w in data.warnings)])
 
 
 def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
