@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from augkit import BatchValidationError, Categorical, ConfigError, MultiCategorical, UnknownNameError
 from augkit.data import ItemTable, load_movielens_items, load_movielens_rating_counts, read_item_table
-from augkit.data.items import pad_bags
+from augkit.data.items import categorical_warnings, pad_bags
 from augkit.data.movielens import GENRES
 
 
@@ -132,6 +132,8 @@ def test_movielens_100k_items():
     assert int(corpus.present.all(dim=1).sum()) == 1681
     counts = load_movielens_rating_counts(ML_100K, len(table))
     assert counts.sum() == 100_000 and counts[49] == 583  # Star Wars (1977)
+    # item_id is a key, year's vocabulary holds ints (the loader's choice), the rest are bags
+    assert categorical_warnings(table) == []
 
 
 def write(path: Path, text: str) -> Path:
@@ -159,6 +161,17 @@ def test_read_csv_table_with_bags_drops_and_missing_cells(tmp_path):
     assert corpus.is_present("tags").tolist() == [True, True, False]
     assert corpus.values["tags"][0].tolist() == [0, 2]  # a bag is a set: "red" once
     assert corpus.kept["tags"].tolist() == [[True, True], [True, False], [False, False]]
+
+
+def test_read_table_drops_a_bom_and_keeps_only_kept_columns(tmp_path):
+    path = write(tmp_path / "items.csv", '\ufeffsku,notes,brand\nA7,"long\nnote",acme\n\nB2,,zeta\n')
+    table = read_item_table(path, drop=["notes"])
+    assert table.schema.names == ("sku", "brand")
+    assert table.vocabularies == {"sku": ("A7", "B2"), "brand": ("acme", "zeta")}
+    with pytest.raises(
+        ConfigError, match=r"items.csv', line 3: a quoted field opens here and is never closed"
+    ):
+        read_item_table(write(tmp_path / "items.csv", 'sku,brand\nA7,acme\nB2,"zeta\nC1,x\n'))
 
 
 def test_read_tsv_table(tmp_path):
