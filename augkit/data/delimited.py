@@ -139,7 +139,7 @@ def _stream(file: Path, lines: _Lines, delimiter: str, header: bool, select: Sel
 
 def _check_terminated(where: str, raw: list[str], delimiter: str, row: list[str], end: int) -> None:
     """Fail if the last record of a file (its `raw` lines, parsed as `row`) ends inside a quoted
-    field: a record that follows it would then be swallowed by that field."""
+    field, which then swallowed every line after its opening quote."""
     text = "".join(raw)
     if not text.endswith(("\n", "\r")):
         text += "\n"
