@@ -179,3 +179,31 @@ def test_tensorboard_events_when_the_extra_is_installed(tmp_path):
     tags = events.Tags()["scalars"]
     assert "epoch/loss/total" in tags and "valid/all/recall@50" in tags and "steps/loss/main" in tags
     assert [e.step for e in events.Scalars("valid/all/recall@50")] == [int(r["step"]) for r in rows(config.run_dir / "history.csv")]
+
+
+def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_metrics(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "run.toml").write_text(
+        f'output_dir = "{tmp_path / "runs"}"\nepochs = 2\nprogress = false\ncheckpoint_every = 5\n'
+        "[main]\nbatch_size = 512\n[model]\nhidden = [16]\noutput_dim = 8\nembedding_dim = 8\n[ssl]\nbatch_size = 128\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml")]
+    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
+    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "runs" / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists() and not (tmp_path / "runs" / "killed" / "metrics.json").exists()
+    resumed = subprocess.run([*command, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
+    assert again["model"] == whole["model"] and again["validation"] == whole["validation"]

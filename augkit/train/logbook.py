@@ -39,21 +39,18 @@ class TensorBoard:
     (the ``tensorboard`` extra) can be imported; otherwise does nothing."""
 
     def __init__(self, run_dir: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self._writer = None
-        else:
-            self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR))
-
-    @property
-    def enabled(self) -> bool:
-        return self._writer is not None
+        self._dir = run_dir / TENSORBOARD_DIR
+        self._writer: Any = None
 
     def add(self, row: Mapping[str, Any], *, step: int, prefix: str) -> None:
-        """Every number of `row` at `step`, tagged ``<prefix>/<key>`` (``valid/...`` as is)."""
+        """Every number of `row` at `step`, tagged ``<prefix>/<key>`` (``valid/...`` as is); the
+        event files are created with the first row."""
         if self._writer is None:
-            return
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                return
+            self._writer = SummaryWriter(log_dir=str(self._dir))
         for key, value in row.items():
             if key not in ("epoch", "step") and isinstance(value, (int, float)):
                 self._writer.add_scalar(key if key.startswith("valid/") else f"{prefix}/{key}", value, step)

@@ -316,7 +316,8 @@ class _Loop:
             kept = self.run_dir / CHECKPOINT_NAME
             keeps = f"the last good checkpoint {str(kept)!r} is kept" if kept.exists() else "no checkpoint was written"
             raise TrainingError(
-                f"step {step}: the {' and '.join(terms)} loss is not finite; training stopped and {keeps}. "
+                f"step {step}: the {' and '.join(terms)} loss{'es are' if len(terms) > 1 else ' is'} not finite; "
+                f"training stopped and {keeps}. "
                 "Try a lower optim.lr or a higher temperature"
             )
 
