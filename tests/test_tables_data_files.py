@@ -373,11 +373,14 @@ def test_parquet_list_column_errors(tmp_path, feature, message):
 
 # -- augkit mi: columns that are probably not categories -------------------------------------
 def test_categorical_warnings_flag_near_unique_and_numeric_looking_columns(tmp_path):
-    rows = [f"{i},s{i},{['acme', 'zeta'][i % 2]},{9.5 + i},{i % 3}|{i % 2}" for i in range(10)]
-    path = write(tmp_path / "items.csv", "shop_id,sku,brand,price,tags\n" + "\n".join(rows) + "\n")
+    # colour: 5 distinct values among 10 items, but each on two items, so not near-unique
+    rows = [
+        f"{i},s{i},{['acme', 'zeta'][i % 2]},{'abcde'[i // 2]},{9.5 + i},{i % 3}|{i % 2}" for i in range(10)
+    ]
+    path = write(tmp_path / "items.csv", "shop_id,sku,brand,colour,price,tags\n" + "\n".join(rows) + "\n")
     table = read_item_table(path, multi_valued={"tags": "|"})
     near_unique = (
-        "is near-unique (10 distinct values among 10 items) but treated as categorical: "
+        "is near-unique (10 of the 10 items have a value no other item has) but treated as categorical: "
         "if it is a key or free text, drop it (--drop)"
     )
     numeric = (

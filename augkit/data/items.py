@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+import torch
 
 from augkit.batch import FeatureBatch
 from augkit.data.delimited import Columns, factorize, read_delimited, sorted_codes, split_cells
@@ -205,8 +206,8 @@ def _bags(cells: np.ndarray, separator: str) -> tuple[tuple[str, ...], np.ndarra
 
 
 NEAR_UNIQUE = 0.5
-"""`categorical_warnings`: a categorical column with at least this many distinct values per item
-is near-unique."""
+"""`categorical_warnings`: a categorical column is near-unique when at least this fraction of the
+items have a value that no other item has."""
 NUMERIC_LOOKING = 0.9
 """`categorical_warnings`: a categorical column whose distinct values are at least this fraction
 numbers looks numeric."""
@@ -216,9 +217,9 @@ def categorical_warnings(table: ItemTable) -> list[str]:
     """Warnings, one line each, on single-valued categorical features that are probably not
     categories, in schema order:
 
-    * near-unique: at least `NEAR_UNIQUE` × items distinct values: it says little more than
-      which item a row is, and its mutual information with any feature is close to that
-      feature's own information;
+    * near-unique: at least `NEAR_UNIQUE` of the items have a value of their own (one no other
+      item has): it says little more than which item a row is, and its mutual information with
+      any feature is close to that feature's own information;
     * numeric-looking: at least `NUMERIC_LOOKING` of its distinct string values parse as finite
       numbers: each number is a value of its own, unordered; a quantity is better a dense
       feature (``type = "dense"`` in a tables config). Values that are not strings (a loader
@@ -230,10 +231,12 @@ def categorical_warnings(table: ItemTable) -> list[str]:
     for spec in table.schema:
         if not isinstance(spec, Categorical) or spec.name == "id" or spec.name.endswith("_id"):
             continue
-        if spec.num_values >= NEAR_UNIQUE * len(table):
+        ids = table.corpus.values[spec.name][table.corpus.is_present(spec.name)]
+        own = int((torch.bincount(ids, minlength=spec.num_values) == 1).sum())
+        if own >= NEAR_UNIQUE * len(table):
             warnings.append(
-                f"column {spec.name!r} is near-unique ({spec.num_values} distinct values among "
-                f"{len(table)} items) but treated as categorical: if it is a key or free text, "
+                f"column {spec.name!r} is near-unique ({own} of the {len(table)} items have a value "
+                "no other item has) but treated as categorical: if it is a key or free text, "
                 "drop it (--drop)"
             )
         strings = [value for value in table.vocabularies[spec.name] if isinstance(value, str)]
