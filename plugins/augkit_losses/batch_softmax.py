@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from augkit import distributed
 from augkit_losses import _checks, _ops
 from augkit_losses.temperature import Temperature
 
@@ -33,6 +35,14 @@ class BatchSoftmaxLoss(nn.Module):
     ``temperature`` tau (default 0.05) is fixed, or learned when ``learn_temperature``
     (stored as log tau; see `Temperature`). ``reduction``: ``"mean"`` (default) or ``"sum"``
     give a scalar, ``"none"`` the ``[n]`` per-query losses.
+
+    ``gather`` (in a torch.distributed process group): each rank's queries are scored against
+    the items of every rank (`augkit.distributed.all_gather`, gradients included); ``item_ids``
+    and ``log_q`` are gathered too, so accidental hits are removed across ranks, and the label
+    of local query i is its item's row in the gathered batch. The scalar is this rank's share
+    of the global mean times the world size, so that DDP's gradient average equals one process
+    on the concatenated batch. ``sizes`` (every rank's n, when they differ) goes to the
+    gather. Without a process group ``gather`` changes nothing.
     """
 
     name: ClassVar[str] = "batch_softmax"
@@ -43,8 +53,10 @@ class BatchSoftmaxLoss(nn.Module):
         learn_temperature: bool = False,
         remove_accidental_hits: bool = True,
         reduction: str = "mean",
+        gather: bool = False,
     ) -> None:
         super().__init__()
+        self.gather = _checks.flag(self.name, "gather", gather)
         self.temperature = Temperature(temperature, learnable=learn_temperature, who=self.name)
         self.remove_accidental_hits = _checks.flag(
             self.name, "remove_accidental_hits", remove_accidental_hits
@@ -57,6 +69,7 @@ class BatchSoftmaxLoss(nn.Module):
         item: torch.Tensor,
         item_ids: torch.Tensor | None = None,
         log_q: torch.Tensor | None = None,
+        sizes: Sequence[int] | None = None,
     ) -> torch.Tensor:
         """The loss (scalar, or ``[n]`` with ``reduction="none"``), in the inputs' dtype."""
         _checks.embeddings(self.name, "query", query, "item", item)
@@ -64,13 +77,21 @@ class BatchSoftmaxLoss(nn.Module):
             _checks.per_row(self.name, "item_ids", item_ids, query, integer=True)
         if log_q is not None:
             _checks.per_row(self.name, "log_q", log_q, query, integer=False)
-        logits = self.temperature(query @ item.T)
+        gathered = self.gather and distributed.is_distributed()
+        start = distributed.offset(sizes, query.shape[0]) if gathered else 0
+        candidates = distributed.all_gather(item, sizes) if gathered else item
+        logits = self.temperature(query @ candidates.T)
         if log_q is not None and self.training:
-            logits = logits - log_q.to(logits.dtype).unsqueeze(0)
+            all_log_q = distributed.all_gather(log_q, sizes) if gathered else log_q
+            logits = logits - all_log_q.to(logits.dtype).unsqueeze(0)
         if item_ids is not None and self.remove_accidental_hits:
-            logits = logits.masked_fill(_ops.duplicates(item_ids), float("-inf"))
-        labels = torch.arange(logits.shape[0], device=logits.device)
-        return _ops.reduce(F.cross_entropy(logits, labels, reduction="none"), self.reduction)
+            all_ids = distributed.all_gather(item_ids, sizes) if gathered else None
+            logits = logits.masked_fill(_ops.duplicates(item_ids, all_ids, start), float("-inf"))
+        labels = torch.arange(start, start + logits.shape[0], device=logits.device)
+        per_query = F.cross_entropy(logits, labels, reduction="none")
+        return _ops.reduce(per_query, self.reduction, gathered=gathered, sizes=sizes)
 
     def extra_repr(self) -> str:
-        return f"remove_accidental_hits={self.remove_accidental_hits}, reduction={self.reduction!r}"
+        return (
+            f"remove_accidental_hits={self.remove_accidental_hits}, reduction={self.reduction!r}, gather={self.gather}"
+        )

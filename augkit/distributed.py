@@ -1,0 +1,80 @@
+"""torch.distributed helpers: rank and world size with or without a process group, and an
+all-gather that keeps gradients, for losses whose negatives come from every worker.
+
+Nothing here is home-made communication: the gather is torch's functional collective
+``all_gather_single_autograd``, whose backward sums each rank's gradient into the rows the
+rank contributed (a reduce-scatter). With DDP averaging parameter gradients over ranks, a loss
+that is each rank's share of the global mean (see `global_mean`) then trains exactly as one
+process on the concatenated batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group of more than one process."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """The number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_gather(tensor: torch.Tensor, sizes: Sequence[int] | None = None) -> torch.Tensor:
+    """Every rank's `tensor` concatenated along dim 0, in rank order, with gradients flowing
+    back to each rank's rows. Without a process group (or with one process), `tensor` itself.
+
+    Ranks must pass tensors of one dtype, device and trailing shape. Their first dims must be
+    equal, unless `sizes` (every rank's first dim, the same list on every rank) says otherwise;
+    then each is padded to the largest and the padding dropped after the gather, with no
+    extra communication.
+    """
+    if not is_distributed():
+        return tensor
+    from torch.distributed._functional_collectives import all_gather_single_autograd, wait_tensor
+
+    if sizes is None or len(set(sizes)) == 1:
+        return wait_tensor(all_gather_single_autograd(tensor.contiguous(), 0, dist.group.WORLD))
+    longest = max(sizes)
+    padded = torch.nn.functional.pad(tensor, (0, 0) * (tensor.ndim - 1) + (0, longest - tensor.shape[0]))
+    gathered = wait_tensor(all_gather_single_autograd(padded.contiguous(), 0, dist.group.WORLD))
+    keep = torch.cat([torch.arange(r * longest, r * longest + n, device=tensor.device) for r, n in enumerate(sizes)])
+    return gathered[keep]
+
+
+def offset(sizes: Sequence[int] | None, local: int) -> int:
+    """Index of this rank's first row in the gathered tensor (`sizes` as in `all_gather`)."""
+    if not is_distributed():
+        return 0
+    return sum(sizes[: rank()]) if sizes is not None else rank() * local
+
+
+def global_mean(per_row: torch.Tensor, sizes: Sequence[int] | None = None) -> torch.Tensor:
+    """This rank's share of the mean over every rank's rows, scaled by the world size:
+    ``world * sum(per_row) / total_rows``, so that DDP's average of gradients over ranks is
+    the gradient of the global mean. One process: ``per_row.mean()``."""
+    if not is_distributed():
+        return per_row.mean()
+    total = sum(sizes) if sizes is not None else per_row.shape[0] * world_size()
+    return per_row.sum() * (world_size() / total)
+
+
+def shard(rows: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """This rank's contiguous part of `rows` (the same on every rank), and every rank's part
+    size: ``tensor_split`` into `world_size` parts, sizes differing by at most one."""
+    world = world_size()
+    if world == 1:
+        return rows, [rows.shape[0]]
+    parts = torch.tensor_split(rows, world)
+    return parts[rank()], [p.shape[0] for p in parts]

@@ -1,0 +1,121 @@
+"""Global in-batch negatives across ranks: 2 gloo processes give one process's loss and
+gradients on the concatenated batch (float64, 1e-9)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from augkit import distributed
+from augkit.testing.distributed import run_ranks
+from augkit_losses import BatchSoftmaxLoss, InfoNCELoss, SpreadOutLoss
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+
+
+class Pair(nn.Module):
+    """Two linear towers, one forward (as DDP wants)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.query = nn.Linear(5, 4, dtype=torch.float64)
+        self.item = nn.Linear(5, 4, dtype=torch.float64)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator, dtype=torch.float64))
+
+    def forward(self, xq: torch.Tensor, xi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.query(xq), self.item(xi)
+
+
+def global_batch(n: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return {
+        "xq": torch.randn(n, 5, generator=generator, dtype=torch.float64),
+        "xi": torch.randn(n, 5, generator=generator, dtype=torch.float64),
+        # item 2 and item 0 repeat across the two halves: accidental hits across ranks
+        "ids": torch.tensor([0, 1, 2, 3, 2, 5, 0, 7, 8, 2][:n]),
+        "log_q": -torch.rand(n, generator=generator, dtype=torch.float64) * 3,
+    }
+
+
+def loss_of(kind: str, model: nn.Module, batch: dict[str, torch.Tensor], sizes=None, gather=False) -> torch.Tensor:
+    q, i = model(batch["xq"], batch["xi"])
+    if kind == "batch_softmax":
+        return BatchSoftmaxLoss(gather=gather)(q, i, item_ids=batch["ids"], log_q=batch["log_q"], sizes=sizes)
+    if kind == "info_nce":
+        return InfoNCELoss(symmetric=True, gather=gather)(q, i, item_ids=batch["ids"], sizes=sizes)
+    # + 0 * q: the query tower takes part (with zero gradients), as DDP wants of every parameter
+    return SpreadOutLoss(gather=gather)(i, item_ids=batch["ids"], sizes=sizes) + 0.0 * q.sum()
+
+
+def single(kind: str, n: int) -> tuple[float, dict[str, torch.Tensor]]:
+    model = Pair()
+    loss = loss_of(kind, model, global_batch(n))
+    loss.backward()
+    return float(loss.detach()), {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+KINDS = ("batch_softmax", "info_nce", "spread_out")
+
+
+def ranked(rank: int, world: int, sizes: list[int]) -> dict[str, tuple[float, dict[str, torch.Tensor]]]:
+    batch = global_batch(sum(sizes))
+    start = sum(sizes[:rank])
+    local = {key: value[start : start + sizes[rank]] for key, value in batch.items()}
+    out = {}
+    for kind in KINDS:
+        model = nn.parallel.DistributedDataParallel(Pair())
+        loss = loss_of(kind, model, local, sizes=sizes, gather=True)
+        loss.backward()
+        out[kind] = float(loss.detach()), {name.removeprefix("module."): p.grad.clone() for name, p in model.named_parameters()}
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[4, 4], [5, 3]], ids=["equal", "unequal"])
+def test_two_ranks_with_gather_equal_one_process_on_the_concatenated_batch(sizes):
+    results = run_ranks(ranked, 2, sizes)
+    for kind in KINDS:
+        expected_loss, expected_grads = single(kind, sum(sizes))
+        # each rank's loss is its share of the global value times the world size
+        assert sum(r[kind][0] for r in results) / 2 == pytest.approx(expected_loss, abs=1e-9), kind
+        for rank_result in results:  # after DDP's all-reduce every rank holds the same gradients
+            for name, grad in expected_grads.items():
+                torch.testing.assert_close(rank_result[kind][1][name], grad, rtol=0, atol=1e-9, msg=f"{kind} {name}")
+
+
+def ungathered(rank: int, world: int) -> float:
+    batch = global_batch(8)
+    local = {key: value[rank * 4 : rank * 4 + 4] for key, value in batch.items()}
+    q, i = Pair()(local["xq"], local["xi"])
+    return float(BatchSoftmaxLoss()(q, i, item_ids=local["ids"]))
+
+
+def test_without_gather_each_rank_keeps_its_local_negatives():
+    results = run_ranks(ungathered, 2)
+    batch = global_batch(8)
+    q, i = Pair()(batch["xq"][:4], batch["xi"][:4])
+    assert results[0] == pytest.approx(float(BatchSoftmaxLoss()(q, i, item_ids=batch["ids"][:4])), abs=1e-12)
+
+
+def test_helpers_without_a_process_group():
+    x = torch.arange(6.0).reshape(3, 2)
+    assert distributed.rank() == 0 and distributed.world_size() == 1 and not distributed.is_distributed()
+    assert distributed.all_gather(x) is x and distributed.offset(None, 3) == 0
+    rows, sizes = distributed.shard(torch.arange(5))
+    assert rows.tolist() == [0, 1, 2, 3, 4] and sizes == [5]
+    assert float(distributed.global_mean(torch.tensor([1.0, 3.0]))) == 2.0
+
+
+def shards(rank: int, world: int) -> tuple[list[int], list[int], list[float]]:
+    rows, sizes = distributed.shard(torch.arange(7))
+    gathered = distributed.all_gather(rows.double().unsqueeze(1), sizes)
+    return rows.tolist(), sizes, gathered.squeeze(1).tolist()
+
+
+def test_shard_and_gather_of_unequal_parts_restore_the_order():
+    results = run_ranks(shards, 2)
+    assert [r[0] for r in results] == [[0, 1, 2, 3], [4, 5, 6]]
+    assert all(r[1] == [4, 3] and r[2] == [0, 1, 2, 3, 4, 5, 6] for r in results)
