@@ -315,3 +315,13 @@ def _interactions(file: Path, num_users: int, num_items: int) -> InteractionLog:
         torch.from_numpy(columns["movie id"] - 1),
         torch.from_numpy(columns["timestamp"]),
     )
+
+
+def load_movielens_titles(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The title of each movie of ``u.item`` (`path`: the file or the ``ml-100k`` directory),
+    year suffix included as the file writes it: entry i is movie id i + 1, as in
+    `load_movielens_items`. Errors name the file and line."""
+    file = _file_in(path, "u.item")
+    lines, table = _read_fields(file, "|", _FIELDS, "items")
+    order = _id_order(file, lines, table[:, 0], "movie")
+    return tuple(table[order, 1].tolist())
