@@ -1,7 +1,9 @@
 """augkit: self-supervised learning for two-tower retrieval recommenders.
 
 Declare item features (`FeatureSchema`), wrap your tensors (`FeatureBatch.from_tensors`), and
-get two augmented views from any registered augmentation (`from_config`, `TwoViews`).
+get two augmented views from any registered augmentation (`from_config`, `TwoViews`). A trained
+run (`augkit train`) answers in raw keys through `load_run`: recommend, similar items, embed new
+items, export for serving.
 """
 
 from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation
@@ -17,6 +19,7 @@ from augkit.errors import (
 )
 from augkit.hookspecs import hookimpl
 from augkit.registry import Registry, get_registry, load_plugins
+from augkit.runs import load_run
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
 
 __all__ = [
@@ -42,4 +45,5 @@ __all__ = [
     "get_registry",
     "hookimpl",
     "load_plugins",
+    "load_run",
 ]
