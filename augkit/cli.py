@@ -218,12 +218,17 @@ def _key_features(corpus: FeatureBatch, names: tuple[str, ...]) -> tuple[str, ..
     return tuple(keys)
 
 
-def _settings(config: Path | None, overrides: Sequence[str]) -> Any:
-    """The trainer config of file `config` (defaults without one) with `overrides` applied."""
+def _settings(config: Path | None, overrides: Sequence[str], options: dict[str, Any] | None = None) -> Any:
+    """The trainer config of file `config` (defaults without one) with the ``--set``
+    `overrides`, then the named `options` (``{"name": ...}``: ``--name``) that were given."""
     from augkit.train import apply_overrides, config_from_dict, load_config
+    from augkit.train.config import apply_values
 
-    settings = load_config(config) if config else config_from_dict({})
-    return apply_overrides(settings, overrides)
+    settings = apply_overrides(load_config(config) if config else config_from_dict({}), overrides)
+    for key, value in (options or {}).items():
+        if value is not None:
+            settings = apply_values(settings, {key: value}, option=f"--{key} {value!r}")
+    return settings
 
 
 class _TqdmHandler(logging.Handler):
@@ -236,6 +241,8 @@ class _TqdmHandler(logging.Handler):
 
 
 def _show_progress_lines() -> None:
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, the first process speaks for all
+        return
     logger = logging.getLogger("augkit.train")
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
         logger.addHandler(_TqdmHandler())
@@ -273,15 +280,15 @@ def train(
     """
     from augkit.train import dump_config, run_training
 
-    named = {"name": name, "epochs": epochs, "seed": seed, "device": device}
-    flags = [f"{key}={json.dumps(value)}" for key, value in named.items() if value is not None]
-    settings = _settings(config, [*overrides, *flags])
+    settings = _settings(config, overrides, {"name": name, "epochs": epochs, "seed": seed, "device": device})
     if print_config:
         click.echo(dump_config(settings), nl=False)
         return
     if settings.progress:
         _show_progress_lines()
     metrics = run_training(settings, resume=resume, overwrite=overwrite)
+    if os.environ.get("RANK", "0") != "0":
+        return
     overall, popular = metrics["model"]["all"], metrics["top_popular"]["all"]
     k = settings.eval.ks[0]
     click.echo(

@@ -10,6 +10,7 @@ process on the concatenated batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import torch
@@ -78,3 +79,22 @@ def shard(rows: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         return rows, [rows.shape[0]]
     parts = torch.tensor_split(rows, world)
     return parts[rank()], [p.shape[0] for p in parts]
+
+
+def barrier() -> None:
+    """Wait for every process (nothing to wait for without a process group)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def join_from_environment(device_type: str) -> None:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment), with
+    nccl for CUDA and gloo otherwise; nothing when already joined or started alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+        return
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (torchrun's ``LOCAL_RANK``; 0 when alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))

@@ -209,6 +209,11 @@ class Interactions:
         queries = torch.arange(self.num_queries, device=self.device)
         return torch.repeat_interleave(queries, counts, output_size=self.nnz)
 
+    def queries(self, start: int, stop: int) -> Interactions:
+        """The pairs of queries ``start .. stop - 1``, renumbered from 0."""
+        begin, end = int(self.indptr[start]), int(self.indptr[stop])
+        return Interactions(self.indptr[start : stop + 1] - begin, self.items[begin:end], self.num_items)
+
     def to(self, device: torch.device | str) -> Interactions:
         """The same pairs on `device` (self when already there)."""
         if torch.device(device) == self.device:
@@ -528,6 +533,31 @@ def evaluate(
         query_emb, item_emb, test, exclude, query_chunk=query_chunk, item_chunk=item_chunk
     )
     return metrics_from_ranks(ranks, test, num_items=item_emb.shape[0], ks=ks, slices=slices)
+
+
+def rank_across_processes(
+    query_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    test: Interactions,
+    exclude: Interactions | None,
+    **chunks: int,
+) -> torch.Tensor:
+    """`rank_test_items` with the queries sharded over a torch.distributed process group:
+    each rank ranks a contiguous part of the queries and the ranks are gathered, so every
+    process gets the same ``LongTensor[test.nnz]`` one process would. Without a process
+    group, `rank_test_items` itself. Every rank passes the full arguments."""
+    from augkit import distributed
+
+    if not distributed.is_distributed():
+        return rank_test_items(query_emb, item_emb, test, exclude, **chunks)
+    world, me = distributed.world_size(), distributed.rank()
+    bounds = torch.linspace(0, query_emb.shape[0], world + 1).round().long().tolist()
+    pairs = test.indptr[bounds].diff().tolist()
+    q0, q1 = bounds[me], bounds[me + 1]
+    local = rank_test_items(
+        query_emb[q0:q1], item_emb, test.queries(q0, q1), None if exclude is None else exclude.queries(q0, q1), **chunks
+    )
+    return distributed.all_gather(local, pairs)
 
 
 def top_popular(

@@ -89,15 +89,18 @@ def test_two_ranks_with_gather_equal_one_process_on_the_concatenated_batch(sizes
 def ungathered(rank: int, world: int) -> float:
     batch = global_batch(8)
     local = {key: value[rank * 4 : rank * 4 + 4] for key, value in batch.items()}
-    q, i = Pair()(local["xq"], local["xi"])
-    return float(BatchSoftmaxLoss()(q, i, item_ids=local["ids"]))
+    with torch.no_grad():
+        q, i = Pair()(local["xq"], local["xi"])
+        return float(BatchSoftmaxLoss()(q, i, item_ids=local["ids"]))
 
 
 def test_without_gather_each_rank_keeps_its_local_negatives():
     results = run_ranks(ungathered, 2)
     batch = global_batch(8)
-    q, i = Pair()(batch["xq"][:4], batch["xi"][:4])
-    assert results[0] == pytest.approx(float(BatchSoftmaxLoss()(q, i, item_ids=batch["ids"][:4])), abs=1e-12)
+    with torch.no_grad():
+        q, i = Pair()(batch["xq"][:4], batch["xi"][:4])
+        expected = float(BatchSoftmaxLoss()(q, i, item_ids=batch["ids"][:4]))
+    assert results[0] == pytest.approx(expected, abs=1e-12)
 
 
 def test_helpers_without_a_process_group():
@@ -119,3 +122,37 @@ def test_shard_and_gather_of_unequal_parts_restore_the_order():
     results = run_ranks(shards, 2)
     assert [r[0] for r in results] == [[0, 1, 2, 3], [4, 5, 6]]
     assert all(r[1] == [4, 3] and r[2] == [0, 1, 2, 3, 4, 5, 6] for r in results)
+
+
+def tiny_config(output_dir: str, name: str, logq: str) -> object:
+    from augkit.train import config_from_dict
+
+    return config_from_dict({
+        "output_dir": output_dir, "name": name, "epochs": 1, "progress": False, "checkpoint_every": 0,
+        "main": {"batch_size": 256, "logq": logq}, "ssl": {"batch_size": 64},
+        "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
+    })
+
+
+def trained(rank: int, world: int, output_dir: str, logq: str) -> dict[str, torch.Tensor]:
+    from augkit.train import train
+
+    result = train(tiny_config(output_dir, "ranks", logq), max_steps=20)
+    state = {f"model.{k}": v for k, v in result.parts.model.state_dict().items()}
+    if result.parts.frequency is not None:
+        state.update({f"frequency.{k}": v for k, v in result.parts.frequency.state_dict().items()})
+    return state
+
+
+@pytest.mark.parametrize("logq", ["count", "streaming"])
+def test_twenty_trainer_steps_on_two_ranks_end_with_one_process_parameters(tmp_path, logq):
+    from augkit.train import train
+
+    alone = train(tiny_config(str(tmp_path), "alone", logq), max_steps=20)
+    expected = {f"model.{k}": v for k, v in alone.parts.model.state_dict().items()}
+    if alone.parts.frequency is not None:
+        expected.update({f"frequency.{k}": v for k, v in alone.parts.frequency.state_dict().items()})
+    ranks = run_ranks(trained, 2, str(tmp_path), logq)
+    for name, value in expected.items():
+        for state in ranks:
+            torch.testing.assert_close(state[name], value, rtol=0, atol=1e-5, msg=name)

@@ -8,13 +8,13 @@ from typing import Any
 
 import torch
 
+from augkit import distributed
 from augkit.registry import get_registry
 from augkit.train.checkpoint import BEST_NAME, load_checkpoint
 from augkit.train.config import TrainConfig, apply_overrides, config_from_dict, dump_config, load_config
 from augkit.train.evaluation import evaluate_run
-from augkit.train.loop import TrainResult, prepare, run_loop, train
+from augkit.train.loop import TrainResult, prepare, run_directory, run_loop, train
 from augkit.train.report import write_run_report
-from augkit.train.rundir import hold
 from augkit.train.run import RunParts, build_run
 
 __all__ = [
@@ -51,8 +51,9 @@ def run_training(
     ``metrics.json``). `parts` reuses pieces built by `build_run`; `resume` and `overwrite` as
     in `train`."""
     parts = prepare(config, parts)
-    with hold(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
+    with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
         result = run_loop(parts, run_dir, resume=resume, max_steps=None)
+        distributed.barrier()  # best.pt is written by the first process
         if result.best is not None:
             best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
             parts.model.load_state_dict(best["model"])
@@ -70,7 +71,6 @@ def run_training(
             validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
             validation["model"] = result.best["metrics"]
         report = {"training": training, "validation": validation, **metrics, "versions": versions()}
-        write_run_report(
-            run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings
-        )
+        if distributed.rank() == 0:
+            write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
     return report

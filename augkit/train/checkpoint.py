@@ -53,6 +53,10 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
 
 
 def _load(source: Any, path: Path, what: str) -> Any:
+    if not zipfile.is_zipfile(source):  # what torch.save writes; anything else is damage
+        raise CheckpointError(f"checkpoint {str(path)!r} is damaged or truncated: {what} is not a complete torch.save archive")
+    if hasattr(source, "seek"):
+        source.seek(0)
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

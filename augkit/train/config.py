@@ -77,6 +77,9 @@ class MainTaskConfig:
     """FD baseline: mask each item feature of the main task with this probability."""
     spread_out: float = attrs.field(default=0.0, validator=_weight)
     """SO baseline: weight of the spread-out regulariser on the batch's item embeddings."""
+    gather: bool | None = None
+    """Score against the candidates of every process (global in-batch negatives, also for the
+    SSL and spread-out losses); unset: on when more than one process trains."""
 
 
 @attrs.frozen(kw_only=True)
@@ -323,28 +326,36 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     that is not TOML is a string (``device=cuda``). The result is checked once, as a file is;
     errors name the overrides and the key at fault.
     """
-    data = config_to_dict(config)
+    values = {}
     for override in overrides:
         key, equals, text = override.partition("=")
-        parts = key.strip().split(".")
-        if not equals or not all(parts):
+        if not equals or not all(key.strip().split(".")):
             raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. main.batch_size=256")
         try:
-            value = tomllib.loads(f"v = {text}")["v"]
+            values[key.strip()] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
-            value = text
+            values[key.strip()] = text
+    return apply_values(config, values, option=f"--set {', '.join(map(repr, overrides))}")
+
+
+def apply_values(config: TrainConfig, values: Mapping[str, Any], *, option: str) -> TrainConfig:
+    """`config` with each dotted key of `values` set to its value, checked as a file is;
+    errors start with `option`, the command-line option that gave the values."""
+    data = config_to_dict(config)
+    for key, value in values.items():
+        parts = key.split(".")
         node = data
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
             if not isinstance(child, dict) or (depth == 0 and part not in _SECTIONS):
                 known = [k for k, v in node.items() if isinstance(v, dict)]
-                raise UnknownNameError(f"table in --set {override!r}", part, known)
+                raise UnknownNameError(f"table in {option}", part, known)
             node = child
         node[parts[-1]] = value
     try:
         return config_from_dict(data, source="")
     except ConfigError as error:
-        raise ConfigError(f"--set {', '.join(map(repr, overrides))}: {error}") from None
+        raise ConfigError(f"{option}: {error}") from None
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

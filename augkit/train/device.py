@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from augkit import distributed
 from augkit.data.dataset import InteractionLog
 from augkit.errors import ConfigError
 from augkit.train.run import RunParts
@@ -12,10 +13,13 @@ from augkit.train.run import RunParts
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` is ``cuda`` when CUDA is available, else ``cpu``; any other name must exist
-    here, else a one-line `ConfigError` says why not."""
+    here, else a one-line `ConfigError` says why not. Under torchrun, ``cuda`` is this
+    process's GPU, ``cuda:LOCAL_RANK``."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if device.type == "cuda" and device.index is None and distributed.is_distributed():
+        device = torch.device("cuda", distributed.local_rank())  # one GPU per process
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")

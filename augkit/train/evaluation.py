@@ -15,9 +15,10 @@ from augkit.errors import UnknownNameError
 from augkit.metrics import (
     Interactions,
     RetrievalMetrics,
-    evaluate,
+    metrics_from_ranks,
     popularity_deciles,
     popularity_slices,
+    rank_across_processes,
     top_popular,
 )
 from augkit.towers import Tower
@@ -108,8 +109,9 @@ def evaluate_model(parts: RunParts, holdout: Holdout) -> RetrievalMetrics:
     holdout = holdout.to(_device(parts.model["item"]))
     query_emb = embed(parts.model["query"], parts.queries.select(holdout.users))
     item_emb = embed(parts.model["item"], parts.dataset.items)
-    return evaluate(
-        query_emb, item_emb, holdout.target, holdout.known, ks=parts.config.eval.ks, slices=holdout.slices
+    ranks = rank_across_processes(query_emb, item_emb, holdout.target, holdout.known)
+    return metrics_from_ranks(
+        ranks, holdout.target, num_items=item_emb.shape[0], ks=parts.config.eval.ks, slices=holdout.slices
     )
 
 

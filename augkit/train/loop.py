@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,9 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
+from augkit import distributed
 from augkit.augmentation import check_pair
+from augkit.batch import FeatureBatch
 from augkit.errors import AugkitError, CheckpointError, ConfigError, PluginCallError, TrainingError
 from augkit.registry import Registration, get_registry
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -140,25 +142,46 @@ def _autocast(parts: RunParts, device: torch.device) -> contextlib.AbstractConte
 
 
 def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, *, step: int = 0) -> StepLosses:
-    """Losses of one step on training rows `rows` (``LongTensor[b]`` into the train log, on
-    the run's device). Plugin calls are checked: an exception or an off-contract return is a
-    `PluginCallError` naming the plugin's distribution and `step`."""
+    """Losses of one step on the global batch `rows` (``LongTensor[b]`` into the train log, on
+    the run's device, the same on every process).
+
+    In a process group each process takes its part of `rows` (`augkit.distributed.shard`)
+    and of the SSL item batch; random draws are made on the global batch with the same
+    generator everywhere, so the views equal one process's. Plugin calls are checked: an
+    exception or an off-contract return is a `PluginCallError` naming the plugin's
+    distribution and `step`."""
     config, train = parts.config, parts.split.train
     device = parts.queries.device
     origins = _origins(config)
-    users, items = train.users[rows], train.items[rows]
+    local, sizes = distributed.shard(rows)
+    gathering = distributed.is_distributed() and getattr(parts.main_loss, "gather", False)
+    extra = {"sizes": sizes} if gathering else {}
+    users, items, global_items = train.users[local], train.items[local], train.items[rows]
     query_batch = parts.queries.select(users)
-    item_batch = parts.dataset.items.select(items)
+    item_batch = parts.dataset.items.select(global_items)
     if parts.feature_dropout is not None:
         item_batch = parts.feature_dropout(item_batch, generator=generator)
+    item_batch = _part(item_batch, sizes)
+    views = ssl_items = ssl_sizes = None
+    if parts.ssl_loss is not None:
+        global_ssl = _uniform_items(parts, generator)
+        batch = parts.dataset.items.select(global_ssl)
+        candidates = _augmentations(config.ssl.augmentation)
+        views = _under_contract(
+            lambda e: "ssl.augmentation: " + _culprit(candidates, e),
+            step,
+            lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
+        )
+        ssl_items, ssl_sizes = distributed.shard(global_ssl)
+        views = (_part(views[0], ssl_sizes), _part(views[1], ssl_sizes))
     with _autocast(parts, device):
-        query = parts.model["query"](query_batch).float()
-        item = parts.model["item"](item_batch).float()
+        query, item, z1, z2 = parts.towers(query_batch, item_batch, views)
+    query, item = query.float(), item.float()
     log_q = None
     if parts.frequency is not None:
         sampler = origins["frequency"].describe()
         if config.main.logq == "streaming":
-            _under_contract(lambda e: sampler, step, lambda: parts.frequency.update(items))
+            _under_contract(lambda e: sampler, step, lambda: parts.frequency.update(global_items))
         log_q = _check_log_prob(
             _under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(items)), sampler, step, items
         )
@@ -167,26 +190,25 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         who = origins[term].describe()
         return _check_scalar(_under_contract(lambda e: who, step, call), who, step, device)
 
-    main = loss("main", lambda: parts.main_loss(query, item, item_ids=items, log_q=log_q))
+    main = loss("main", lambda: parts.main_loss(query, item, item_ids=items, log_q=log_q, **extra))
     total = main
     spread = ssl = None
     if parts.spread_out is not None:
-        spread = loss("spread_out", lambda: parts.spread_out(item, item_ids=items))
+        spread = loss("spread_out", lambda: parts.spread_out(item, item_ids=items, **extra))
         total = total + config.main.spread_out * spread
     if parts.ssl_loss is not None:
-        ssl_items = _uniform_items(parts, generator)
-        batch = parts.dataset.items.select(ssl_items)
-        candidates = _augmentations(config.ssl.augmentation)
-        first, second = _under_contract(
-            lambda e: "ssl.augmentation: " + _culprit(candidates, e),
-            step,
-            lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
-        )
-        with _autocast(parts, device):
-            z1, z2 = parts.model["item"](first).float(), parts.model["item"](second).float()
-        ssl = loss("ssl", lambda: parts.ssl_loss(z1, z2, item_ids=ssl_items))
+        ssl_extra = {"sizes": ssl_sizes} if gathering else {}
+        ssl = loss("ssl", lambda: parts.ssl_loss(z1.float(), z2.float(), item_ids=ssl_items, **ssl_extra))
         total = total + config.ssl.alpha * ssl
     return StepLosses(total, main, ssl, spread)
+
+
+def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:
+    """This process's rows of a global `batch` split into parts of `sizes` (all of it alone)."""
+    if len(sizes) == 1:
+        return batch
+    start = sum(sizes[: distributed.rank()])
+    return batch.select(torch.arange(start, start + sizes[distributed.rank()], device=batch.device))
 
 
 def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
@@ -259,6 +281,8 @@ class _Loop:
         }
         self.state = LoopState()
         self.holdout = None
+        self.writes = distributed.rank() == 0
+        """Only the first process writes files (checkpoints, history, TensorBoard)."""
         self.first_bad = torch.full((len(TERMS),), -1, dtype=torch.long, device=self.device)
 
     # checkpoints
@@ -278,7 +302,8 @@ class _Loop:
 
     def save(self) -> None:
         self._check_finite()
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._state())
+        if self.writes:
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, self._state())
 
     def restore(self) -> None:
         path = self.run_dir / CHECKPOINT_NAME
@@ -383,7 +408,8 @@ class _Loop:
         if score is not None and (state.best is None or score > state.best["score"]):
             state.best = {"epoch": epoch + 1, "step": state.step, "monitor": config.monitor, "score": score, "metrics": metrics}
             state.stale = 0
-            save_checkpoint(self.run_dir / BEST_NAME, {"step": state.step, "config": dump_config(self.parts.config), "model": self.parts.model.state_dict(), "best": state.best})
+            if self.writes:
+                save_checkpoint(self.run_dir / BEST_NAME, {"step": state.step, "config": dump_config(self.parts.config), "model": self.parts.model.state_dict(), "best": state.best})
         else:
             state.stale += 1
             if config.patience and state.stale >= config.patience:
@@ -399,7 +425,7 @@ class _Loop:
     def run(self, bar: tqdm) -> None:
         config, state = self.config, self.state
         batch_size = config.main.batch_size
-        board = TensorBoard(self.run_dir)
+        board = TensorBoard(self.run_dir) if self.writes else None
         seen_history, seen_steps = len(state.history), len(state.steps)
         try:
             while state.step < self.total_steps and not state.stopped_early and not self._halted():
@@ -420,13 +446,14 @@ class _Loop:
                 if state.step % self.steps_per_epoch == 0:
                     self.end_epoch(epoch, seconds, (state.step - first) * batch_size)
                     self.save()
-                for row in state.history[seen_history:]:
+                for row in state.history[seen_history:] if board else ():
                     board.add(row, step=row["step"], prefix="epoch")
-                for row in state.steps[seen_steps:]:
+                for row in state.steps[seen_steps:] if board else ():
                     board.add(row, step=row["step"], prefix="steps")
                 seen_history, seen_steps = len(state.history), len(state.steps)
         finally:
-            board.close()
+            if board:
+                board.close()
         self._check_finite()
         if state.step > 0 and hasattr(self, "last"):
             state.last_losses = {name: float(value) for name, value in zip(TERMS, self.last.stacked().tolist()) if self.present[name]}
@@ -438,6 +465,8 @@ class _Loop:
         return (self.max_steps is not None and self.state.step >= self.max_steps) or self.state.step >= self.total_steps
 
     def write_history(self) -> None:
+        if not self.writes:
+            return
         write_csv(self.run_dir / HISTORY_NAME, self.state.history)
         if self.state.steps:
             write_csv(self.run_dir / STEPS_NAME, self.state.steps)
@@ -497,14 +526,35 @@ def summary(parts: RunParts, device: torch.device) -> str:
 
 
 def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
-    """Built parts (data validated first) on the config's device, with its thread count."""
+    """Built parts (data validated first) on the config's device, with its thread count; under
+    torchrun, in the process group with the towers in DDP."""
+    wanted = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    distributed.join_from_environment(torch.device(wanted).type)
     parts = parts or build_run(config)
     device = resolve_device(parts.config.device)
     if parts.config.precision == "bf16-mixed" and device.type != "cuda":
         raise ConfigError(f"precision 'bf16-mixed' needs a CUDA device; the run is on {device}")
     if parts.config.threads:
         torch.set_num_threads(parts.config.threads)
-    return place(parts, device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    parts = place(parts, device)
+    if distributed.is_distributed():
+        ddp = torch.nn.parallel.DistributedDataParallel(parts.towers, device_ids=[device] if device.type == "cuda" else None)
+        parts = attrs.evolve(parts, towers=ddp)
+    return parts
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+    """`augkit.train.rundir.hold` on the first process; the others wait until it holds it."""
+    if distributed.rank() == 0:
+        with hold(run_dir, resume=resume, overwrite=overwrite) as held:
+            distributed.barrier()
+            yield held
+    else:
+        distributed.barrier()
+        yield run_dir
 
 
 def run_loop(parts: RunParts, run_dir: Path, *, resume: bool, max_steps: int | None) -> TrainResult:
@@ -514,7 +564,10 @@ def run_loop(parts: RunParts, run_dir: Path, *, resume: bool, max_steps: int | N
     if resume:
         loop.restore()
     config = parts.config
-    bar = tqdm(total=loop.total_steps, initial=loop.state.step, disable=not config.progress, unit="step", desc=config.name)
+    bar = tqdm(
+        total=loop.total_steps, initial=loop.state.step, disable=not (config.progress and loop.writes),
+        unit="step", desc=config.name,
+    )
     try:
         loop.run(bar)
     finally:
@@ -544,5 +597,5 @@ def train(
     checkpoint, as a killed run would (for tests and quick looks).
     """
     parts = prepare(config, parts)
-    with hold(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
+    with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
         return run_loop(parts, run_dir, resume=resume, max_steps=max_steps)

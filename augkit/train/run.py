@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from augkit.augmentation import Augmentation, PairAugmentation
+from augkit import distributed
 from augkit.batch import FeatureBatch
 from augkit.compose import TwoViews, from_config
 from augkit.data.dataset import RecDataset
@@ -65,6 +66,8 @@ class RunParts:
     """The SSL views; a single-view augmentation of the config is lifted to `TwoViews`."""
     feature_dropout: Any | None
     train_counts: torch.Tensor
+    towers: nn.Module
+    """`TowerStep` over ``model`` (in DDP when distributed): the step's one forward."""
 
 
 def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunParts:
@@ -99,16 +102,17 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     elif config.main.logq == "streaming":
         hash_size = 1 << max(dataset.num_items - 1, 1).bit_length()
         frequency = registry.create("sampler", "streaming", {"hash_size": hash_size})
-    main_loss = registry.create("loss", "batch_softmax", {"temperature": config.main.temperature})
+    gather = {"gather": config.main.gather if config.main.gather is not None else distributed.world_size() > 1}
+    main_loss = registry.create("loss", "batch_softmax", {"temperature": config.main.temperature, **gather})
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
-        ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature})
+        ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature, **gather})
         resolved = resolve_augmentation(
             config.ssl.augmentation, dataset.items, allow_stale_mi=config.ssl.allow_stale_mi
         )
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
         augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
-    spread_out = registry.create("loss", "spread_out") if config.main.spread_out > 0 else None
+    spread_out = registry.create("loss", "spread_out", gather) if config.main.spread_out > 0 else None
     feature_dropout = None
     if config.main.feature_dropout > 0:
         feature_dropout = from_config({"name": "mask", "params": {"p": config.main.feature_dropout}})
@@ -125,7 +129,25 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         augmentation=augmentation,
         feature_dropout=feature_dropout,
         train_counts=train_counts,
+        towers=TowerStep(model),
     )
+
+
+class TowerStep(nn.Module):
+    """Every tower call of a training step in one forward, as DDP wants: the query tower on
+    the queries, the item tower on the main batch's items and on the SSL views."""
+
+    def __init__(self, model: nn.ModuleDict) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, queries: FeatureBatch, items: FeatureBatch, views: tuple[FeatureBatch, FeatureBatch] | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        query, item = self.model["query"](queries), self.model["item"](items)
+        if views is None:
+            return query, item, None, None
+        return query, item, self.model["item"](views[0]), self.model["item"](views[1])
 
 
 def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch) -> nn.ModuleDict:
