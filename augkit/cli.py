@@ -262,6 +262,10 @@ def _show_progress_lines() -> None:
     help="Set any config key, typed and checked as in the file, e.g. --set main.batch_size=256 (repeatable).",
 )
 @click.option("--print-config", is_flag=True, help="Print the resolved config as TOML and exit.")
+@click.option(
+    "--nproc", type=click.IntRange(min=1), metavar="N",
+    help="Train in N processes on this machine (torch's launcher, torchrun --standalone).",
+)
 def train(
     config: Path | None,
     resume: bool,
@@ -272,6 +276,7 @@ def train(
     device: str | None,
     overrides: tuple[str, ...],
     print_config: bool,
+    nproc: int | None,
 ) -> None:
     """Train the two towers with the SSL task; without CONFIG, on the embedded synthetic data.
 
@@ -284,6 +289,11 @@ def train(
     if print_config:
         click.echo(dump_config(settings), nl=False)
         return
+    if nproc is not None and nproc > 1:
+        _launch(nproc, config, resume=resume, overwrite=overwrite, overrides=overrides, options={
+            "name": name, "epochs": epochs, "seed": seed, "device": device,
+        })
+        return
     if settings.progress:
         _show_progress_lines()
     metrics = run_training(settings, resume=resume, overwrite=overwrite)
@@ -295,6 +305,26 @@ def train(
         f"test Recall@{k}: model {overall[f'recall@{k}']:.4f}, TopPopular {popular[f'recall@{k}']:.4f}; "
         f"report: {settings.run_dir / 'report.md'}"
     )
+
+
+def _launch(nproc: int, config: Path | None, *, resume: bool, overwrite: bool, overrides: Sequence[str], options: dict[str, Any]) -> None:
+    """``augkit train`` again in `nproc` processes through torch's launcher (``torchrun
+    --standalone --nproc-per-node N -m augkit train ...``), with the same arguments."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main as torchrun
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.UsageError("--nproc: already running under torchrun; leave --nproc out")
+    arguments = ["--standalone", "--nproc-per-node", str(nproc), "-m", "augkit", "train"]
+    arguments += [str(config)] if config else []
+    arguments += ["--resume"] * resume + ["--overwrite"] * overwrite
+    arguments += [part for override in overrides for part in ("--set", override)]
+    arguments += [part for key, value in options.items() if value is not None for part in (f"--{key}", str(value))]
+    try:
+        torchrun(arguments)
+    except ChildFailedError as error:
+        failed = ", ".join(f"rank {rank}" for rank in sorted(error.failures))
+        raise click.ClickException(f"--nproc {nproc}: {failed} failed (see the errors above)") from None
 
 
 def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:

@@ -87,6 +87,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_object(value: object) -> object:
+    """The first process's `value` on every process (`value` itself without a process group)."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def join_from_environment(device_type: str) -> None:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment), with
     nccl for CUDA and gloo otherwise; nothing when already joined or started alone."""

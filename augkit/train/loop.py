@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from augkit import distributed
 from augkit.augmentation import check_pair
 from augkit.batch import FeatureBatch
-from augkit.errors import AugkitError, CheckpointError, ConfigError, PluginCallError, TrainingError
+from augkit.errors import AugkitError, CheckpointError, ConfigError, PluginCallError, RunDirectoryError, TrainingError
 from augkit.registry import Registration, get_registry
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from augkit.train.config import TrainConfig, config_to_dict, dump_config
@@ -548,13 +548,21 @@ def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
 @contextlib.contextmanager
 def run_directory(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     """`augkit.train.rundir.hold` on the first process; the others wait until it holds it."""
-    if distributed.rank() == 0:
-        with hold(run_dir, resume=resume, overwrite=overwrite) as held:
-            distributed.barrier()
-            yield held
-    else:
-        distributed.barrier()
+    if distributed.rank() != 0:
+        failure = distributed.broadcast_object(None)
+        if failure is not None:
+            raise RunDirectoryError(f"the first process could not hold the run directory: {failure}")
         yield run_dir
+        return
+    announced = False
+    try:
+        with hold(run_dir, resume=resume, overwrite=overwrite) as held:
+            announced = distributed.broadcast_object(None) is None
+            yield held
+    except RunDirectoryError as error:
+        if not announced:  # the others wait for word of the lock
+            distributed.broadcast_object(str(error))
+        raise
 
 
 def run_loop(parts: RunParts, run_dir: Path, *, resume: bool, max_steps: int | None) -> TrainResult:
