@@ -156,3 +156,26 @@ def test_twenty_trainer_steps_on_two_ranks_end_with_one_process_parameters(tmp_p
     for name, value in expected.items():
         for state in ranks:
             torch.testing.assert_close(state[name], value, rtol=0, atol=1e-5, msg=name)
+
+
+def test_cli_nproc_trains_on_two_processes_and_reports_a_held_directory_once_per_process(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "run.toml").write_text(
+        f'output_dir = "{tmp_path / "runs"}"\nepochs = 1\nprogress = false\n'
+        "[main]\nbatch_size = 1024\n[model]\nhidden = [16]\noutput_dim = 8\nembedding_dim = 8\n[ssl]\nbatch_size = 128\n"
+    )
+    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml"), "--nproc", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("test Recall@10") == 1  # the first process speaks for all
+    metrics = json.loads((tmp_path / "runs" / "default" / "metrics.json").read_text())
+    assert metrics["model"]["all"]["n"] > 0
+    again = subprocess.run(command, capture_output=True, text=True, env=env)
+    errors = [line for line in (again.stdout + again.stderr).splitlines() if line.startswith("Error:")]
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert len(errors) == 3 and all("holds another run's results" in e or "rank 0, rank 1 failed" in e for e in errors)
