@@ -294,8 +294,7 @@ def train(
             "name": name, "epochs": epochs, "seed": seed, "device": device,
         })
         return
-    if settings.progress:
-        _show_progress_lines()
+    _show_progress_lines()
     metrics = run_training(settings, resume=resume, overwrite=overwrite)
     if os.environ.get("RANK", "0") != "0":
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import time
 from typing import Any
 
 import torch
@@ -58,7 +59,13 @@ def run_training(
             best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
             parts.model.load_state_dict(best["model"])
         log.info("testing %s on the full corpus ...", "the best validation checkpoint" if result.best else "the last step")
+        started = time.perf_counter()
         metrics = evaluate_run(parts, on="test")
+        k = parts.config.eval.ks[0]
+        log.info(
+            "test: Recall@%d %.4f (TopPopular %.4f) in %.1f s", k, metrics["model"]["all"][f"recall@{k}"],
+            metrics["top_popular"]["all"][f"recall@{k}"], time.perf_counter() - started,
+        )
         training = {
             "steps": result.steps,
             "seconds": result.seconds,

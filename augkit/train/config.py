@@ -121,6 +121,10 @@ class EvalConfig:
     """Stop after this many validations without a better `monitor` (0: never stop early)."""
     max_users: int = attrs.field(default=0, validator=integer(0))
     """Validate on a seeded random subset of this many users (0: every validation user)."""
+    unseen_ids: str = attrs.field(default="default", validator=one_of("default", "trained"))
+    """How items never seen in training are embedded at evaluation: ``default``, their
+    ``item_id`` reads as the default (missing) embedding, as when serving a new item; or
+    ``trained``, their own id embedding as training left it."""
 
     @monitor.validator
     def _check_monitor(self, attribute: attrs.Attribute, value: str) -> None:

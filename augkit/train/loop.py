@@ -315,7 +315,7 @@ class _Loop:
         if type(step) is not int or not 0 <= step <= self.total_steps:
             raise CheckpointError(
                 f"checkpoint {str(path)!r} is at step {step!r}, outside 0..{self.total_steps} "
-                f"({self.config.epochs} epochs of {self.steps_per_epoch} steps); resume with at least as many epochs"
+                f"({_count(self.config.epochs, 'epoch')} of {self.steps_per_epoch} steps); resume with at least as many epochs"
             )
         try:
             self.parts.model.load_state_dict(state["model"])
@@ -324,8 +324,10 @@ class _Loop:
             if self.parts.frequency is not None:
                 self.parts.frequency.load_state_dict(state["frequency"])
         except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint {str(path)!r} does not fit this run's model: {first}") from None
+            details = [line.strip() for line in str(error).strip().splitlines() if line.strip()][1:4]
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} does not fit this run's model: {'; '.join(details) or error}"
+            ) from None
         self.state = LoopState.from_dict(state["loop"], path)
         self.state.epoch_sums = self.state.epoch_sums.to(torch.float64)
         self.state.window_sums = self.state.window_sums.to(torch.float64)
@@ -474,6 +476,10 @@ class _Loop:
     @property
     def finished(self) -> bool:
         return self.state.step >= self.total_steps or self.state.stopped_early
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _score(metrics: Mapping[str, Any], monitor: str) -> float | None:

@@ -108,7 +108,7 @@ def write_run_report(
     lines = [
         f"# Run `{name}`",
         "",
-        f"Steps: {training['steps']} ({training.get('epochs', 0)} epochs"
+        f"Steps: {training['steps']} ({training.get('epochs', 0)} epoch{'' if training.get('epochs') == 1 else 's'}"
         f"{', stopped early' if training.get('stopped_early') else ''}), training time: {training['seconds']:.1f} s, "
         f"final losses: {', '.join(f'{k}={v:.4f}' for k, v in training['last_losses'].items())}.",
         "",
