@@ -15,7 +15,11 @@ from augkit.train import build_run, config_from_dict
 from augkit.train.evaluation import build_holdout, embed, evaluate_run
 from augkit.train.history import with_history
 
-SMALL = {"ssl": {"alpha": 0.0}, "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8}}
+SMALL = {
+    "ssl": {"alpha": 0.0},
+    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
+    "eval": {"unseen_ids": "trained"},  # the earlier evaluation embedded every item by its own id
+}
 
 
 def _parts(valid_fraction: float):
@@ -160,3 +164,22 @@ def test_an_empty_validation_log_gives_no_queries(without_valid):
 def test_embed_in_chunks_matches_one_pass(with_valid):
     tower, items = with_valid.model["item"], with_valid.dataset.items
     torch.testing.assert_close(embed(tower, items, chunk=37), embed(tower, items))
+
+
+def test_unseen_items_read_as_the_default_embedding_by_default(without_valid):
+    from augkit.train.evaluation import served_items
+
+    parts = attrs.evolve(without_valid, config=config_from_dict({**SMALL, "eval": {}}))
+    items = parts.dataset.items
+    served = served_items(parts)
+    column = items.schema.index("item_id")
+    unseen = parts.train_counts == 0
+    assert unseen.any() and torch.equal(served.present[:, column], items.present[:, column] & ~unseen)
+    others = [i for i in range(len(items.schema)) if i != column]
+    assert torch.equal(served.present[:, others], items.present[:, others])
+    assert served_items(without_valid) is items  # unseen_ids = "trained"
+    tower = parts.model["item"]
+    default_id = embed(tower, served.select(torch.nonzero(unseen).flatten()[:1]))
+    masked = items.select(torch.nonzero(unseen).flatten()[:1])
+    masked = masked.mask_features(torch.nn.functional.one_hot(torch.tensor([column]), len(items.schema)).bool())
+    torch.testing.assert_close(default_id, embed(tower, masked))

@@ -22,7 +22,7 @@ from augkit.metrics import (
     top_popular,
 )
 from augkit.towers import Tower
-from augkit.train.run import RunParts
+from augkit.train.run import ITEM_ID_FEATURE, RunParts
 
 DECILE_PREFIX = "decile_"
 HOLDOUTS = ("valid", "test")
@@ -103,12 +103,25 @@ def build_holdout(
     )
 
 
+def served_items(parts: RunParts) -> FeatureBatch:
+    """The item corpus as evaluation embeds it: with ``eval.unseen_ids = "default"``, the
+    ``item_id`` of every item never seen in training is missing, so it reads as the default
+    embedding, as a new item's would when served (its other features are kept); with
+    ``"trained"``, the corpus as it is."""
+    items = parts.dataset.items
+    if parts.config.eval.unseen_ids == "trained" or ITEM_ID_FEATURE not in items.schema:
+        return items
+    mask = torch.zeros_like(items.present)
+    mask[:, items.schema.index(ITEM_ID_FEATURE)] = parts.train_counts.to(items.device) == 0
+    return items.mask_features(mask)
+
+
 def evaluate_model(parts: RunParts, holdout: Holdout) -> RetrievalMetrics:
     """Full-corpus metrics of ``parts.model`` on `holdout` at ``config.eval.ks``, computed on
     the towers' device."""
     holdout = holdout.to(_device(parts.model["item"]))
     query_emb = embed(parts.model["query"], parts.queries.select(holdout.users))
-    item_emb = embed(parts.model["item"], parts.dataset.items)
+    item_emb = embed(parts.model["item"], served_items(parts))
     ranks = rank_across_processes(query_emb, item_emb, holdout.target, holdout.known)
     return metrics_from_ranks(
         ranks, holdout.target, num_items=item_emb.shape[0], ks=parts.config.eval.ks, slices=holdout.slices
