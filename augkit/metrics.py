@@ -6,19 +6,31 @@ Every query ``q`` is scored against all ``N`` items: ``s(q, j) = query_emb[q] ·
 (the embeddings are expected to be normalised already). ``X(q)`` is the query's exclusion set
 (its training items), ``T(q)`` its test items.
 
-* **Rank** of a test interaction ``(q, i)``: the number of items ``j`` with ``j != i``,
-  ``j`` not in ``X(q)`` and ``s(q, j) >= s(q, i)``. Ties are *pessimistic*: an item scoring
-  exactly as much as ``i`` counts as ranked above it, so constant scores earn nothing. Other
-  test items of ``q`` compete like any candidate. A test item that is also in ``X(q)`` is
-  still ranked; only its role as a competitor is removed.
-* **Hit@K**: ``rank < K``, i.e. ``i`` is in the top K under every way of breaking ties.
+* **Rank** of a test interaction ``(q, i)``: its 0-based position when ``q``'s candidates
+  (every item ``j != i`` not in ``X(q)``) are sorted by descending score, exact ties broken
+  **uniformly at random**. With ``g`` candidates scoring strictly more than ``i`` and ``t``
+  scoring exactly as much, the rank is ``g + U`` with ``U`` uniform on ``0 .. t``. Metrics are
+  the *expectation* over that tie-breaking, computed in closed form, so they are
+  deterministic: constant scores earn what a random ranking earns, no more, no less (the
+  usual reading of trec_eval's averages, without its tie-break by document id). Other test
+  items of ``q`` compete like any candidate. A test item that is also in ``X(q)`` is still
+  ranked; only its role as a competitor is removed. `rank_test_items` returns ``(g, t)``.
+* **Hit@K**: ``rank < K``; its expectation is ``clamp((K - g) / (t + 1), 0, 1)``.
 * For a slice ``S`` (a set of items; ``"all"`` is every item), ``T_S(q) = T(q) ∩ S``. Only
   queries with ``T_S(q)`` non-empty count; metrics are means over those queries (``n``).
   Ranks are always taken against the full corpus, not against the slice.
-* **Recall@K** ``= #{i in T_S(q): rank < K} / |T_S(q)|`` (the standard definition; the
+* **Recall@K** ``= E[#{i in T_S(q): rank < K}] / |T_S(q)|`` (the standard definition; the
   ``min(K, |T_S(q)|)`` denominator of some papers is not used).
-* **NDCG@K** ``= DCG / IDCG`` with ``DCG = sum over hits of 1 / log2(rank + 2)`` and
-  ``IDCG = sum_{r < min(K, |T_S(q)|)} 1 / log2(r + 2)``.
+* **NDCG@K** ``= E[DCG] / IDCG`` with ``DCG = sum over hits of 1 / log2(rank + 2)`` and
+  ``IDCG = sum_{r < min(K, |T_S(q)|)} 1 / log2(r + 2)``. For one test item,
+  ``E[1 / log2(rank + 2) if rank < K] = (C[min(g + t + 1, K)] - C[min(g, K)]) / (t + 1)``
+  where ``C[r] = sum_{r' < r} 1 / log2(r' + 2)`` (prefix sums of the discount). By linearity
+  of expectation only each test item's own rank distribution matters, even when test
+  items of one query tie with each other.
+
+Exact ranks without ties (``t = 0``) give the classic metrics; the expectation equals the
+mean of the metrics over every ordering of the tied items (tests check this against
+trec_eval, via ``pytrec_eval``, averaged over all orderings).
 
 A slice with no test interaction has ``n = 0`` and NaN metrics (``None`` in `as_dict`).
 
@@ -376,8 +388,12 @@ def rank_test_items(
     query_chunk: int = 1024,
     item_chunk: int = 65536,
 ) -> torch.Tensor:
-    """``LongTensor[test.nnz]``: the pessimistic rank (module docstring) of every test
-    interaction, in ``test.items`` order, on the embeddings' device.
+    """``LongTensor[test.nnz, 2]``: for every test interaction, in ``test.items`` order, the
+    number of candidates scoring strictly more than the test item (column 0, ``g``) and
+    exactly as much (column 1, ``t``), on the embeddings' device. Its rank under random
+    tie-breaking is ``g + U``, ``U`` uniform on ``0 .. t`` (module docstring);
+    `metrics_from_ranks` takes the expectation. ``g`` alone is the optimistic rank, ``g + t``
+    the pessimistic one.
 
     `query_emb` is ``[Q, d]`` and `item_emb` ``[N, d]`` (same floating dtype and device);
     `test` and `exclude` have Q queries and item ids below N. At most `query_chunk` test
@@ -396,7 +412,7 @@ def rank_test_items(
     _check_interactions("exclude", exclude, num_queries, num_items)
     test, exclude = test.to(device), exclude.to(device)
 
-    ranks = torch.empty(test.nnz, dtype=torch.long, device=device)
+    ranks = torch.empty(test.nnz, 2, dtype=torch.long, device=device)
     test_query, exclude_query = test.query_index(), exclude.query_index()
     starts = list(range(0, test.nnz, query_chunk))
     ends = [min(start + query_chunk, test.nnz) for start in starts]
@@ -412,14 +428,17 @@ def rank_test_items(
         pair = torch.arange(p1 - p0, device=device)
         excluded_rows, excluded_items = exclude_query[e0:e1] - q0, exclude.items[e0:e1]
         above = torch.zeros(p1 - p0, dtype=torch.long, device=device)
+        tied = torch.zeros(p1 - p0, dtype=torch.long, device=device)
         for i0 in range(0, num_items, item_chunk):
             scores = queries @ item_emb[i0 : i0 + item_chunk].T
             _drop(scores, excluded_rows, excluded_items - i0)
             competitors = scores[rows]
             _drop(competitors, pair, positives - i0)
             # int32 partial sums (at most item_chunk each) are much faster than int64 on CPU.
-            above += (competitors >= positive_scores).sum(1, dtype=torch.int32)
-        ranks[p0:p1] = above
+            above += (competitors > positive_scores).sum(1, dtype=torch.int32)
+            tied += (competitors == positive_scores).sum(1, dtype=torch.int32)
+        ranks[p0:p1, 0] = above
+        ranks[p0:p1, 1] = tied
     return ranks
 
 
@@ -457,17 +476,22 @@ def metrics_from_ranks(
     ks: Sequence[int] = DEFAULT_KS,
     slices: Mapping[str, torch.Tensor] | None = None,
 ) -> RetrievalMetrics:
-    """Recall@K and NDCG@K (module docstring) from `rank_test_items` output.
+    """Recall@K and NDCG@K (module docstring) from `rank_test_items` output: the expectation
+    under uniformly random tie-breaking.
 
-    `ranks` is ``LongTensor[test.nnz]``; each slice a ``BoolTensor[num_items]`` item mask.
-    The ``"all"`` slice is added first. One host sync, at the end.
+    `ranks` is ``LongTensor[test.nnz, 2]`` (``g``, ``t``: candidates strictly above and tied,
+    as `rank_test_items` returns) or ``LongTensor[test.nnz]`` of exact ranks (no ties, i.e.
+    ``t = 0``); each slice a ``BoolTensor[num_items]`` item mask. The ``"all"`` slice is
+    added first. One host sync, at the end.
     """
     ks = tuple(ks)
     _check_ks(ks)
-    if not _is_tensor(ranks, torch.long, (test.nnz,)):
+    if _is_tensor(ranks, torch.long, (test.nnz,)):
+        ranks = torch.stack([ranks, torch.zeros_like(ranks)], 1)
+    if not _is_tensor(ranks, torch.long, (test.nnz, 2)):
         raise BatchValidationError(
-            f"ranks must be a LongTensor[{test.nnz}] (one per test interaction), "
-            f"got {_describe(ranks)}"
+            f"ranks must be a LongTensor[{test.nnz}, 2] (candidates above and tied, one row per "
+            f"test interaction) or a LongTensor[{test.nnz}] of exact ranks, got {_describe(ranks)}"
         )
     if test.num_items > num_items:
         raise BatchValidationError(
@@ -476,9 +500,11 @@ def metrics_from_ranks(
     device = ranks.device
     masks = _check_slices(slices, num_items, device)
     test = test.to(device)
-    discount = 1.0 / torch.log2(ranks.double() + 2.0)
+    above, tied = ranks[:, 0], ranks[:, 1]
     positions = torch.arange(max(ks), device=device, dtype=torch.float64)
     ideal = (1.0 / torch.log2(positions + 2.0)).cumsum(0)
+    prefix = torch.cat([ideal.new_zeros(1), ideal])  # C[r]: the discounts of ranks 0 .. r - 1
+    outcomes = (tied + 1).double()  # the test item's rank is uniform on above .. above + tied
     summary = []
     for mask in masks.values():
         member = mask[test.items]
@@ -486,9 +512,10 @@ def metrics_from_ranks(
         counted = n_test > 0
         n_queries = counted.sum()
         for k in ks:
-            hit = member & (ranks < k)
-            recall = _per_query_sum(hit.long(), test.indptr).double() / n_test.clamp(min=1)
-            dcg = _per_query_sum(torch.where(hit, discount, 0.0), test.indptr)
+            hit = ((k - above).clamp(0).minimum(tied + 1).double() / outcomes).where(member, 0.0)
+            gain = (prefix[(above + tied + 1).clamp(max=k)] - prefix[above.clamp(max=k)]) / outcomes
+            recall = _per_query_sum(hit, test.indptr) / n_test.clamp(min=1)
+            dcg = _per_query_sum(gain.where(member, 0.0), test.indptr)
             ndcg = dcg / ideal[n_test.clamp(1, k) - 1]
             summary += [
                 torch.where(counted, recall, 0.0).sum() / n_queries,
@@ -544,7 +571,7 @@ def rank_across_processes(
 ) -> torch.Tensor:
     """`rank_test_items` with the queries sharded over a torch.distributed process group:
     each rank ranks a contiguous part of the queries and the ranks are gathered, so every
-    process gets the same ``LongTensor[test.nnz]`` one process would. Without a process
+    process gets the same ``LongTensor[test.nnz, 2]`` one process would. Without a process
     group, `rank_test_items` itself. Every rank passes the full arguments."""
     from augkit import distributed
 

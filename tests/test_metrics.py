@@ -58,28 +58,31 @@ def rows_of(pairs: Interactions) -> list[list[int]]:
     return [items[indptr[q] : indptr[q + 1]] for q in range(pairs.num_queries)]
 
 
-def brute_ranks(query_emb, item_emb, test, exclude) -> list[int]:
+def brute_ranks(query_emb, item_emb, test, exclude) -> list[list[int]]:
+    """``[above, tied]`` per test interaction: candidates scoring strictly more, and exactly
+    as much (explicit loops)."""
     scores = (query_emb.double() @ item_emb.double().T).tolist()
     excluded = rows_of(exclude) if exclude is not None else [[] for _ in range(test.num_queries)]
     ranks = []
     for q, items in enumerate(rows_of(test)):
         for i in items:
+            others = [
+                scores[q][j] for j in range(item_emb.shape[0]) if j != i and j not in excluded[q]
+            ]
             ranks.append(
-                sum(
-                    1
-                    for j in range(item_emb.shape[0])
-                    if j != i and j not in excluded[q] and scores[q][j] >= scores[q][i]
-                )
+                [sum(1 for s in others if s > scores[q][i]), sum(1 for s in others if s == scores[q][i])]
             )
     return ranks
 
 
-def brute_metrics(ranks: list[int], test: Interactions, ks, slices: dict[str, list[bool]]):
-    """{slice: {"recall@k", "ndcg@k", "n"}} by explicit loops over queries."""
+def brute_metrics(ranks: list[list[int]], test: Interactions, ks, slices: dict[str, list[bool]]):
+    """{slice: {"recall@k", "ndcg@k", "n"}} by explicit loops over queries; a test item with
+    ``above`` g and ``tied`` t contributes the mean over its equally likely ranks g .. g + t."""
     rank_of, position = {}, 0
     for q, items in enumerate(rows_of(test)):
         for i in items:
-            rank_of[q, i] = ranks[position]
+            above, tied = ranks[position]
+            rank_of[q, i] = range(above, above + tied + 1)
             position += 1
     out = {}
     for name, member in slices.items():
@@ -90,9 +93,12 @@ def brute_metrics(ranks: list[int], test: Interactions, ks, slices: dict[str, li
                 continue
             row = {}
             for k in ks:
-                hits = [rank_of[q, i] for i in mine if rank_of[q, i] < k]
-                row[f"recall@{k}"] = len(hits) / len(mine)
-                dcg = sum(1 / math.log2(r + 2) for r in hits)
+                hits = sum(sum(r < k for r in rank_of[q, i]) / len(rank_of[q, i]) for i in mine)
+                row[f"recall@{k}"] = hits / len(mine)
+                dcg = sum(
+                    sum(1 / math.log2(r + 2) for r in rank_of[q, i] if r < k) / len(rank_of[q, i])
+                    for i in mine
+                )
                 ideal = sum(1 / math.log2(r + 2) for r in range(min(k, len(mine))))
                 row[f"ndcg@{k}"] = dcg / ideal
             per_query.append(row)
@@ -185,14 +191,14 @@ def test_hand_computed_example():
     test = Interactions.from_pairs(torch.tensor([0, 0]), torch.tensor([4, 0]), 1, 5)
     exclude = Interactions.from_pairs(torch.tensor([0]), torch.tensor([1]), 1, 5)
     query_emb = torch.ones(1, 1)
-    assert rank_test_items(query_emb, item_emb, test, exclude).tolist() == [0, 3]
+    assert rank_test_items(query_emb, item_emb, test, exclude).tolist() == [[0, 0], [3, 0]]
     result = evaluate(query_emb, item_emb, test, exclude, ks=(1, 4))
     assert result.recall(1) == 0.5 and result.ndcg(1) == 1.0
     assert result.recall(4) == 1.0
     assert result.ndcg(4) == pytest.approx((1 + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
     assert result.as_dict()["all"]["n"] == 1 and result.as_dict()["all"]["n_interactions"] == 2
     # Without the exclusion, item 1 competes and pushes item 4 to rank 4.
-    assert rank_test_items(query_emb, item_emb, test, None).tolist() == [0, 4]
+    assert rank_test_items(query_emb, item_emb, test, None).tolist() == [[0, 0], [4, 0]]
 
 
 def test_test_item_in_exclusion_set_is_still_ranked():
@@ -200,16 +206,33 @@ def test_test_item_in_exclusion_set_is_still_ranked():
     test = Interactions.from_pairs(torch.tensor([0, 0]), torch.tensor([0, 2]), 1, 3)
     exclude = Interactions.from_pairs(torch.tensor([0]), torch.tensor([0]), 1, 3)
     # Item 0 is ranked (first) but no longer competes with item 2.
-    assert rank_test_items(torch.ones(1, 1), item_emb, test, exclude).tolist() == [0, 1]
+    assert rank_test_items(torch.ones(1, 1), item_emb, test, exclude).tolist() == [[0, 0], [1, 0]]
 
 
-def test_ties_are_pessimistic():
-    """Constant scores: every other non-excluded item counts as ranked above."""
+def test_ties_take_the_expected_rank():
+    """Constant scores: every other non-excluded item ties; the metrics are what a random
+    ranking earns on average (formerly pessimistic: 0.0, now the expectation under random
+    tie-breaking, the definition the module documents)."""
     test = Interactions.from_pairs(torch.tensor([0, 1]), torch.tensor([2, 0]), 2, 6)
     exclude = Interactions.from_pairs(torch.tensor([0, 0]), torch.tensor([0, 5]), 2, 6)
     ranks = rank_test_items(torch.ones(2, 3), torch.ones(6, 3), test, exclude)
-    assert ranks.tolist() == [3, 5]
-    assert evaluate(torch.ones(2, 3), torch.ones(6, 3), test, exclude, ks=(3,)).recall(3) == 0.0
+    assert ranks.tolist() == [[0, 3], [0, 5]]
+    result = evaluate(torch.ones(2, 3), torch.ones(6, 3), test, exclude, ks=(3,))
+    # Query 0: rank uniform on 0..3, P(rank < 3) = 3/4; query 1: uniform on 0..5, 3/6.
+    assert result.recall(3) == pytest.approx((3 / 4 + 3 / 6) / 2, abs=1e-15)
+    discounts = [1 / math.log2(r + 2) for r in range(3)]
+    assert result.ndcg(3) == pytest.approx((sum(discounts) / 4 + sum(discounts) / 6) / 2, abs=1e-15)
+
+
+def test_exact_ranks_without_ties_are_accepted():
+    """A ``LongTensor[nnz]`` of exact ranks reads as ``(rank, 0 tied)``."""
+    query_emb, item_emb, test, exclude = random_problem(5, 6, 20, 3)
+    ranks = rank_test_items(query_emb, item_emb, test, exclude)
+    optimistic = metrics_from_ranks(ranks[:, 0], test, num_items=20, ks=(3, 10))
+    no_ties = torch.stack([ranks[:, 0], torch.zeros_like(ranks[:, 0])], 1)
+    assert optimistic == metrics_from_ranks(no_ties, test, num_items=20, ks=(3, 10))
+    with pytest.raises(BatchValidationError, match="LongTensor"):
+        metrics_from_ranks(ranks[:, :1], test, num_items=20, ks=(3,))
 
 
 def test_empty_slice_reports_nan_and_strict_json():
