@@ -201,7 +201,12 @@ def load_run(
     try:
         dataset, keys = load_with_keys(config.data)
     except AugkitError as error:
-        raise type(error)(f"run {str(run_dir)!r}: cannot load its data ({error})") from None
+        message = f"run {str(run_dir)!r}: cannot load its data ({error})"
+        try:
+            wrapped = type(error)(message)
+        except TypeError:  # an error type with another signature (UnknownNameError)
+            wrapped = RunError(message)
+        raise wrapped from None
     split = split_interactions(
         dataset,
         test_fraction=config.data.test_fraction,
@@ -288,16 +293,29 @@ class Run:
         return next(self.model.parameters()).device
 
     # embeddings
+    def served_items(self) -> FeatureBatch:
+        """The item corpus as the run's evaluation embeds it: with ``eval.unseen_ids =
+        "default"`` the ``item_id`` of every item never seen in training is missing (the
+        default embedding, as for a new item); with ``"trained"`` the corpus as it is."""
+        items = self.dataset.items
+        if getattr(self.config.eval, "unseen_ids", "trained") == "trained" or "item_id" not in items.schema:
+            return items
+        counts = torch.bincount(self.split.train.items, minlength=self.dataset.num_items)
+        mask = torch.zeros_like(items.present)
+        mask[:, items.schema.index("item_id")] = counts.to(items.device) == 0
+        return items.mask_features(mask)
+
     def _item_matrix(self) -> torch.Tensor:
         if self._item_vectors is None:
             from augkit.train.evaluation import embed
 
-            self._item_vectors = embed(self.item_tower, self.dataset.items)
+            self._item_vectors = embed(self.item_tower, self.served_items())
         return self._item_vectors
 
     def item_embeddings(self) -> Embeddings:
         """Every item's embedding (``[num_items, output_dim]``, on the towers' device), keyed by
-        raw item key, in the order of ``keys.items``."""
+        raw item key, in the order of ``keys.items``; items never seen in training embedded as
+        the run's evaluation embeds them (`served_items`)."""
         return Embeddings(self.keys.items.keys, self._item_matrix())
 
     def _user_ids(self, user_keys: Any, where: str = "") -> torch.Tensor:
@@ -900,7 +918,7 @@ def export_run(
         import copy
 
         cpu_model = copy.deepcopy(run.model).cpu()
-    queries, items = run.queries, run.dataset.items
+    queries, items = run.queries, run.served_items()
     example_rows = torch.arange(min(2, queries.batch_size))
     signatures = {
         "query": export_tower(cpu_model["query"], queries.select(example_rows), out / "query_tower.pt2"),

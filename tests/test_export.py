@@ -123,7 +123,7 @@ def test_exported_towers_run_without_augkit(run, exported):
 
 def test_exported_program_has_a_dynamic_batch(run, exported):
     program = torch.export.load(str(exported.directory / "item_tower.pt2")).module()
-    items = run.dataset.items
+    items = run.served_items()
     for size in (1, 5, 300):
         batch = items.select(torch.arange(size))
         with torch.no_grad():

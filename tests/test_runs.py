@@ -12,7 +12,7 @@ import torch
 
 import augkit
 from augkit.data.keys import KeyIndex, UnknownKeyError, load_with_keys
-from augkit.errors import CheckpointError, RunDirectoryError, UnknownNameError
+from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
 from augkit.runs import RunError, UnknownValueError, chunked_top_k, load_run
 
 DATASETS = Path(os.environ.get("AUGKIT_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
@@ -102,7 +102,12 @@ def test_embeddings_are_keyed_and_match_the_towers(run):
 
     items = run.item_embeddings()
     assert items.keys == tuple(range(3000)) and items.vectors.shape == (3000, 8)
-    torch.testing.assert_close(items.vector(17), embed(run.item_tower, run.dataset.items)[17])
+    counts = torch.bincount(run.split.train.items, minlength=3000)
+    seen, cold = int(torch.nonzero(counts > 0)[0]), int(torch.nonzero(counts == 0)[0])
+    torch.testing.assert_close(items.vector(seen), embed(run.item_tower, run.dataset.items)[seen])
+    # an item never seen in training reads as the default embedding, as in the run's evaluation
+    masked = run.dataset.items.select(torch.tensor([cold])).mask_features(torch.tensor([[True, False, False, False, False]]))
+    torch.testing.assert_close(items.vector(cold), embed(run.item_tower, masked)[0])
     queries = run.query_embeddings([3, 1])
     assert queries.keys == (3, 1)
     torch.testing.assert_close(queries.vectors, embed(run.query_tower, run.queries.select(torch.tensor([3, 1]))))
@@ -121,6 +126,7 @@ def test_similar_items_leave_the_item_out(run):
 
 def test_embed_items_from_features(run):
     corpus = run.dataset.items
+    assert int((run.split.train.items == 12).sum()) > 0  # item 12 is seen in training: its id is its own
     known = {
         "item_id": [12], "category": [int(corpus.values["category"][12])], "brand": [int(corpus.values["brand"][12])],
         "tags": [[t for t, k in zip(corpus.values["tags"][12].tolist(), corpus.kept["tags"][12].tolist(), strict=True) if k]],
@@ -185,6 +191,15 @@ def test_run_directory_faults_are_named(tmp_path, run_dir):
     save_checkpoint(tmp_path / "other" / "best.pt", state)
     with pytest.raises(RunError, match=r"does not fit the towers its config builds on data set 'synthetic\(seed=0\)'"):
         load_run(tmp_path / "other")
+    # a run whose data is not where its config says (a relative path from another directory)
+    state = load_checkpoint(run_dir / "best.pt")
+    state["config"] = state["config"].replace('source = "synthetic"', 'source = "movielens-100k"').replace(
+        'path = ""', 'path = "no/such/ml-100k"'
+    )
+    (tmp_path / "moved").mkdir()
+    save_checkpoint(tmp_path / "moved" / "best.pt", state)
+    with pytest.raises(ConfigError, match=r"run '.*moved': cannot load its data \(MovieLens-100K path 'no/such/ml-100k'"):
+        load_run(tmp_path / "moved")
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "best.pt").write_bytes(b"not a checkpoint")
