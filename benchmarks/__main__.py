@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from benchmarks import augmentation, evaluation, mutual_information, scaling, training
+from benchmarks import ann, augmentation, distributed, evaluation, mutual_information, scaling, training
 from benchmarks.machine import load_average, machine_info
 from benchmarks.profiles import PROFILES
 from benchmarks.report import CaseResult, format_case, format_table, write_json
@@ -21,6 +21,8 @@ CASES = {
     "mutual_information": mutual_information.run,
     "training": training.run,
     "evaluation": evaluation.run,
+    "ann": ann.run,
+    "distributed": distributed.run,
 }
 
 
