@@ -6,6 +6,10 @@ run (`augkit train`) answers in raw keys through `load_run`: recommend, similar 
 items, export for serving.
 """
 
+from augkit import threads
+
+threads.apply()  # before torch loads: see augkit.threads
+
 from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
 from augkit.compose import Sequential, TwoViews, from_config

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from benchmarks import ann, augmentation, evaluation, mutual_information, scaling, training
+from benchmarks import ann, augmentation, distributed, evaluation, mutual_information, scaling, training
 from benchmarks.machine import load_average, machine_info
 from benchmarks.profiles import PROFILES
 from benchmarks.report import CaseResult, format_case, format_table, write_json
@@ -22,6 +22,7 @@ CASES = {
     "training": training.run,
     "evaluation": evaluation.run,
     "ann": ann.run,
+    "distributed": distributed.run,
 }
 
 

@@ -207,3 +207,18 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
     assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
+
+
+def test_thread_policy_is_passive_unless_the_user_chose_or_torch_came_first():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    show = "import os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    run = lambda code, **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**env, **extra}
+    ).stdout.strip()
+    assert run(f"import augkit; {show}") == "PASSIVE"
+    assert run(f"import augkit; {show}", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert run(f"import torch, augkit; {show}") == "None"

@@ -1,0 +1,224 @@
+"""Case: training beyond one process, and on a shared machine.
+
+* Thread policy: training steps of the reference model in a fresh process, idle and with
+  one other CPU-bound process, under torch's default OpenMP settings, under augkit's policy
+  (``OMP_WAIT_POLICY=PASSIVE``, `augkit.threads`) and with one thread.
+* Processes: 1 and 2 gloo processes at the same global batch: items/s, the share of a step
+  spent gathering the candidates, peak memory per process.
+* Scale: the trainer on synthetic data of growing size (up to 1e6 items and 2e7
+  interactions): build time, step time, epoch time (steps per epoch x step time) and peak
+  memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from benchmarks.profiles import Profile
+from benchmarks.report import CaseResult, Series, Target, ratio, seconds
+
+LOADED_TARGET = 2.0
+"""augkit's default under one busy process: at most this many times its idle step."""
+IDLE_COST_TARGET = 1.10
+"""augkit's default, idle: at most this many times torch's default idle step."""
+
+
+@attrs.frozen
+class Sizes:
+    policy_steps: int
+    rank_steps: int
+    scale: tuple[tuple[int, int, int], ...]
+    """(items, users, mean events per user)."""
+    scale_steps: int
+
+
+SIZES = {
+    "tiny": Sizes(policy_steps=5, rank_steps=3, scale=((2_000, 1_000, 20),), scale_steps=2),
+    "quick": Sizes(policy_steps=60, rank_steps=30, scale=((10_000, 5_000, 40), (100_000, 20_000, 100)), scale_steps=10),
+    "full": Sizes(
+        policy_steps=200,
+        rank_steps=60,
+        scale=((10_000, 5_000, 40), (100_000, 20_000, 100), (1_000_000, 200_000, 100)),
+        scale_steps=20,
+    ),
+}
+
+POLICIES = {
+    "torch default": ("torch-first", {}),
+    "augkit default (PASSIVE)": ("augkit-first", {}),
+    "1 thread": ("augkit-first", {"OMP_NUM_THREADS": "1"}),
+}
+
+
+def _clean_env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    return {**env, **extra}
+
+
+@contextlib.contextmanager
+def _busy(on: bool) -> Iterator[None]:
+    """One CPU-bound process while inside, when `on`."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def _policy_step(policy: str, busy: bool, steps: int, batch: int = 512) -> float:
+    order, extra = POLICIES[policy]
+    with _busy(busy):
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.step_worker", str(steps), str(batch), order],
+            capture_output=True, text=True, check=True, env=_clean_env(extra),
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"] / steps
+
+
+def _ranks_worker(rank: int, world: int, steps: int, batch: int) -> dict[str, float]:
+    import torch
+
+    from augkit import distributed
+    from augkit.train import config_from_dict, train
+    from benchmarks.memory import _status_bytes
+
+    torch.set_num_threads(1)
+    config = config_from_dict({
+        "progress": False, "output_dir": os.environ["AUGKIT_BENCH_DIR"], "name": f"w{world}",
+        "checkpoint_every": 0, "main": {"batch_size": batch}, "ssl": {"batch_size": batch},
+    })
+    result = train(config, overwrite=True, max_steps=steps)
+    local = torch.randn(batch // world, 64)
+    started = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(4):  # a step gathers the items, their ids and log q, and one SSL view
+            distributed.all_gather(local)
+    gather = (time.perf_counter() - started) / steps
+    return {"step_s": result.seconds / steps, "gather_s": gather, "peak_rss": _status_bytes("VmHWM")}
+
+
+def _processes(steps: int, batch: int = 1024) -> dict[int, dict[str, float]]:
+    import tempfile
+
+    from augkit.testing.distributed import run_ranks
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["AUGKIT_BENCH_DIR"] = tmp
+        return {world: run_ranks(_ranks_worker, world, steps, batch)[0] for world in (1, 2)}
+
+
+_SCALE_CODE = """
+import json, sys, time, torch
+from augkit.data.synthetic import make_synthetic
+from augkit.train import build_run, config_from_dict
+from augkit.train.loop import train_step
+from augkit.train.run import STREAM_STEP, generator_for
+from benchmarks.memory import _status_bytes
+items, users, events, steps = map(int, sys.argv[1:5])
+started = time.perf_counter()
+dataset = make_synthetic(seed=0, num_items=items, num_users=users, mean_events=events)
+parts = build_run(config_from_dict({"progress": False}), dataset)
+built = time.perf_counter() - started
+optimizer = torch.optim.Adam(parts.model.parameters(), lr=0.003)
+order = torch.randperm(len(parts.split.train), generator=torch.Generator().manual_seed(0))
+def step(i):
+    losses = train_step(parts, order[i * 512:(i + 1) * 512], generator_for(0, STREAM_STEP, i))
+    optimizer.zero_grad(set_to_none=True); losses.total.backward(); optimizer.step()
+step(0)
+started = time.perf_counter()
+for i in range(1, steps + 1):
+    step(i)
+print(json.dumps({"build_s": built, "step_s": (time.perf_counter() - started) / steps,
+                  "train_events": len(parts.split.train), "interactions": len(dataset.interactions),
+                  "peak_rss": _status_bytes("VmHWM")}))
+"""
+
+
+def _scale(items: int, users: int, events: int, steps: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _SCALE_CODE, str(items), str(users), str(events), str(steps)],
+        capture_output=True, text=True, check=True, env=_clean_env({}),
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
+    sizes = SIZES[profile.name]
+    policy: dict[tuple[str, bool], float] = {}
+    for name in POLICIES:
+        for busy in (False, True):
+            log(f"distributed: {name}, {'one busy process' if busy else 'idle'}")
+            policy[name, busy] = _policy_step(name, busy, sizes.policy_steps)
+    log("distributed: 1 and 2 gloo processes")
+    ranks = _processes(sizes.rank_steps)
+    scale = {}
+    for items, users, events in sizes.scale:
+        log(f"distributed: scale, {items} items, {users * events} interactions")
+        scale[items] = _scale(items, users, events, sizes.scale_steps)
+    chosen = "augkit default (PASSIVE)"
+    loaded = policy[chosen, True] / policy[chosen, False]
+    idle_cost = policy[chosen, False] / policy["torch default", False]
+    rows = [
+        (f"policy: {name}", seconds(policy[name, False]), seconds(policy[name, True]), ratio(policy[name, True] / policy[name, False]), "")
+        for name in POLICIES
+    ]
+    for world, r in ranks.items():
+        rows.append((
+            f"{world} gloo process{'es' if world > 1 else ''}, global batch 1024",
+            seconds(r["step_s"]), f"{1024 / r['step_s']:.0f} items/s", f"gather {r['gather_s'] / r['step_s']:.1%} of a step",
+            f"{r['peak_rss'] / 2**20:.0f} MiB per process",
+        ))
+    for items, r in scale.items():
+        epoch = r["train_events"] / 512 * r["step_s"]
+        rows.append((
+            f"scale: {items:,} items, {r['interactions']:,} interactions",
+            seconds(r["step_s"]), f"epoch {epoch:.0f} s (extrapolated)", f"build {r['build_s']:.1f} s",
+            f"{r['peak_rss'] / 2**20:.0f} MiB",
+        ))
+    return CaseResult(
+        name="distributed",
+        title="Distribution and shared machines: thread policy, 1 vs 2 processes, scale",
+        headers=("configuration", "step (idle)", "step (loaded) / rate", "ratio / share", "memory"),
+        rows=rows,
+        records=[
+            {"policy": {f"{n} | {'busy' if b else 'idle'}": s for (n, b), s in policy.items()}},
+            {"processes": ranks},
+            {"scale": scale},
+        ],
+        targets=[
+            Target(
+                name="shared_machine_loaded", goal=f"augkit's default under one busy process <= {LOADED_TARGET:g}x its idle step",
+                value=loaded, threshold=LOADED_TARGET, higher_is_better=False, measured_at=f"{sizes.policy_steps} steps",
+                indicative=profile.name != "full",
+            ),
+            Target(
+                name="shared_machine_idle_cost", goal=f"augkit's default idle <= {IDLE_COST_TARGET:g}x torch's default idle step",
+                value=idle_cost, threshold=IDLE_COST_TARGET, higher_is_better=False, measured_at=f"{sizes.policy_steps} steps",
+                indicative=profile.name != "full",
+            ),
+        ],
+        notes=[
+            "policy rows: the reference model (synthetic data, batch 512, SSL on) in a fresh process; loaded = "
+            "with one `while True: pass` process running; ratio = loaded / idle",
+            "processes: torch threads 1 per process; the step is the trainer's (train(max_steps=...)); gather = four "
+            "all-gathers of a [batch/world, 64] tensor per step, timed apart",
+            "scale: default model; epoch = training events / 512 x step time (not run to the end)",
+        ],
+        series=[
+            Series.of("distributed scale step", "items", {n: r["step_s"] for n, r in scale.items()}),
+            Series.of("distributed scale peak memory", "items", {n: float(r["peak_rss"]) for n, r in scale.items()}, unit="bytes"),
+        ],
+    )

@@ -1,0 +1,50 @@
+"""A separate process that times training steps, for `benchmarks.distributed`.
+
+``python -m benchmarks.step_worker STEPS BATCH torch-first|augkit-first`` prints one JSON line
+``{"seconds", "threads", "omp_wait_policy"}``: `STEPS` steps (after 3 untimed) of the
+reference model on the synthetic data. ``torch-first`` imports torch before augkit, so
+OpenMP starts with torch's own settings; ``augkit-first`` lets augkit's thread policy apply
+(OMP_WAIT_POLICY=PASSIVE unless set), as ``augkit train`` does.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    steps, batch, order = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if order == "torch-first":
+        import torch  # noqa: F401  (OpenMP initialises here, before augkit's policy)
+    import json
+    import os
+    import time
+
+    import torch
+
+    from augkit.train import build_run, config_from_dict
+    from augkit.train.loop import train_step
+    from augkit.train.run import STREAM_STEP, generator_for
+
+    parts = build_run(config_from_dict({"progress": False, "main": {"batch_size": batch}, "ssl": {"batch_size": batch}}))
+    optimizer = torch.optim.Adam(parts.model.parameters(), lr=0.003)
+    order_rows = torch.randperm(len(parts.split.train), generator=torch.Generator().manual_seed(0))
+
+    def step(i: int) -> None:
+        start = (i * batch) % (len(order_rows) - batch)
+        losses = train_step(parts, order_rows[start : start + batch], generator_for(0, STREAM_STEP, i))
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        optimizer.step()
+
+    for i in range(3):
+        step(i)
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+
+
+if __name__ == "__main__":
+    main()
