@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import augkit
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
+from augkit.testing.distributed import run_ranks
 from augkit_losses import BatchSoftmaxLoss, InfoNCELoss, SpreadOutLoss, Temperature
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -397,3 +398,185 @@ X = torch.zeros(4, 3)
 def test_bad_inputs_are_named(call, message) -> None:
     with pytest.raises(BatchValidationError, match=message):
         call()
+
+
+# --- batch softmax: corrected logQ and extra (mixed) negatives -----------------------------
+
+
+def batch_softmax_mixed_ref(query, item, negatives, *, tau, item_ids, negative_ids, log_q, negative_log_q,
+                            correction, remove_hits):
+    """Per-row losses by explicit loops: in-batch columns then extra negatives; with
+    ``correction == "corrected"`` the positive column keeps its plain logit."""
+    q, c = query.tolist(), item.tolist()
+    extra = negatives.tolist() if negatives is not None else []
+    n = len(q)
+    rows = []
+    for i in range(n):
+        row = []
+        for j, vector in enumerate(c + extra):
+            in_batch = j < n
+            value = dot(q[i], vector) / tau
+            if log_q is not None and not (correction == "corrected" and j == i):
+                value -= float(log_q[j]) if in_batch else float(negative_log_q[j - n])
+            if remove_hits and item_ids is not None and j != i:
+                other = item_ids[j] if in_batch else (negative_ids[j - n] if negative_ids is not None else None)
+                if other is not None and int(other) == int(item_ids[i]):
+                    value = -math.inf
+            row.append(value)
+        rows.append(row)
+    return [lse(row) - row[i] for i, row in enumerate(rows)]
+
+
+def lse(values):
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values if v != -math.inf))
+
+
+@st.composite
+def mixed_inputs(draw):
+    query, item, item_ids, log_q = draw(embedding_inputs())
+    m = draw(st.integers(0, 4))
+    generator = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    negatives = torch.randn(m, query.shape[1], generator=generator, dtype=torch.float64) if m else None
+    negative_ids = torch.randint(0, 3, (m,), generator=generator) if m and draw(st.booleans()) else None
+    negative_log_q = (
+        torch.rand(m, generator=generator, dtype=torch.float64).clamp_min(1e-3).log()
+        if m and log_q is not None
+        else None
+    )
+    return query, item, item_ids, log_q, negatives, negative_ids, negative_log_q
+
+
+@SETTINGS
+@given(mixed_inputs(), temperatures, st.sampled_from(["standard", "corrected"]), st.booleans())
+def test_batch_softmax_with_negatives_and_corrections_matches_reference(inputs, tau, correction, remove_hits):
+    query, item, item_ids, log_q, negatives, negative_ids, negative_log_q = inputs
+    loss = BatchSoftmaxLoss(tau, remove_accidental_hits=remove_hits, reduction="none", logq_correction=correction)
+    got = loss(query, item, item_ids, log_q, negatives=negatives, negative_ids=negative_ids,
+               negative_log_q=negative_log_q)
+    expected = batch_softmax_mixed_ref(
+        query, item, negatives, tau=tau, item_ids=item_ids, negative_ids=negative_ids, log_q=log_q,
+        negative_log_q=negative_log_q, correction=correction, remove_hits=remove_hits,
+    )
+    torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64))
+
+
+@SETTINGS
+@given(embedding_inputs(), temperatures, st.booleans())
+def test_standard_correction_is_the_default_bit_for_bit(inputs, tau, training):
+    query, item, item_ids, log_q = inputs
+    default, standard = BatchSoftmaxLoss(tau), BatchSoftmaxLoss(tau, logq_correction="standard")
+    default.train(training), standard.train(training)
+    assert torch.equal(default(query, item, item_ids, log_q), standard(query, item, item_ids, log_q))
+
+
+@SETTINGS
+@given(embedding_inputs(min_rows=2), temperatures)
+def test_corrected_logq_has_the_gradient_of_the_papers_weighted_loss(inputs, tau):
+    """Khrylchenko et al.: sg(1 - P_i) * (logsumexp over negatives - s_ii / tau) has the
+    gradient of this loss's cross entropy with an uncorrected positive."""
+    query, item, _, log_q = inputs
+    log_q = torch.rand(query.shape[0], dtype=torch.float64).clamp_min(1e-3).log() if log_q is None else log_q
+    q1, q2 = query.clone().requires_grad_(), query.clone().requires_grad_()
+    ours = BatchSoftmaxLoss(tau, logq_correction="corrected", reduction="sum")(q1, item, log_q=log_q)
+    ours.backward()
+    scores = q2 @ item.T / tau
+    n = scores.shape[0]
+    own = torch.eye(n, dtype=torch.bool)
+    logits = torch.where(own, scores, scores - log_q.unsqueeze(0))
+    weight = (1 - logits.softmax(1).diagonal()).detach()
+    negatives = logits.masked_fill(own, -math.inf).logsumexp(1)
+    (weight * (negatives - scores.diagonal())).sum().backward()
+    torch.testing.assert_close(q1.grad, q2.grad)
+
+
+def test_corrected_logq_leaves_the_positive_uncorrected_and_eval_mode_ignores_it():
+    query = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    log_q = torch.tensor([0.9, 0.1], dtype=torch.float64).log()
+    corrected = BatchSoftmaxLoss(1.0, logq_correction="corrected", reduction="none")
+    # Row 0: positive logit 1 (plain), negative 0 - log 0.1; row 1: positive 1, negative 0 - log 0.9.
+    expected = torch.tensor(
+        [math.log(math.exp(1) + 1 / 0.1) - 1, math.log(math.exp(1) + 1 / 0.9) - 1], dtype=torch.float64
+    )
+    torch.testing.assert_close(corrected(query, query, log_q=log_q), expected)
+    corrected.eval()
+    torch.testing.assert_close(corrected(query, query, log_q=log_q), BatchSoftmaxLoss(1.0, reduction="none")(query, query))
+
+
+def test_an_extra_negative_equal_to_the_positive_is_an_accidental_hit():
+    query = torch.eye(3, dtype=torch.float64)
+    ids = torch.tensor([10, 11, 12])
+    negatives = torch.eye(3, dtype=torch.float64)[:2]
+    loss = BatchSoftmaxLoss(1.0, reduction="none")
+    masked = loss(query, query, ids, negatives=negatives, negative_ids=torch.tensor([10, 99]))
+    unmasked = loss(query, query, ids, negatives=negatives, negative_ids=torch.tensor([98, 99]))
+    # Row 0: its copy (id 10) is masked, so only the other two columns and the second extra remain.
+    torch.testing.assert_close(masked[0], torch.tensor(math.log(math.e + 3) - 1, dtype=torch.float64))
+    torch.testing.assert_close(unmasked[0], torch.tensor(math.log(2 * math.e + 3) - 1, dtype=torch.float64))
+    torch.testing.assert_close(masked[1:], unmasked[1:])
+    assert not BatchSoftmaxLoss(1.0, remove_accidental_hits=False, reduction="none")(
+        query, query, ids, negatives=negatives, negative_ids=torch.tensor([10, 99])
+    ).equal(masked)
+
+
+def test_extra_negatives_receive_gradients():
+    generator = torch.Generator().manual_seed(0)
+    query, item = torch.randn(4, 3, generator=generator), torch.randn(4, 3, generator=generator)
+    negatives = torch.randn(5, 3, generator=generator, requires_grad=True)
+    BatchSoftmaxLoss()(query, item, negatives=negatives).backward()
+    assert negatives.grad is not None and bool((negatives.grad.abs().sum(1) > 0).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"negative_ids": torch.zeros(2, dtype=torch.long)}, "batch_softmax: negative_ids needs negatives"),
+        ({"negative_log_q": torch.zeros(2)}, "batch_softmax: negative_log_q needs negatives"),
+        ({"negatives": torch.zeros(2, 4)}, r"batch_softmax: negatives must be \[m, 3\]"),
+        ({"negatives": torch.zeros(2, 3, dtype=torch.float64)}, r"negatives must be .* torch.float32"),
+        ({"negatives": torch.zeros(2, 3), "negative_ids": torch.zeros(3, dtype=torch.long)}, r"negative_ids must be"),
+        ({"negatives": torch.zeros(2, 3), "negative_log_q": torch.zeros(2)}, "log_q and negative_log_q go together"),
+        (
+            {"negatives": torch.zeros(2, 3), "log_q": torch.zeros(4)},
+            "log_q and negative_log_q go together",
+        ),
+    ],
+)
+def test_bad_negatives_are_named(kwargs, message):
+    x = torch.zeros(4, 3)
+    with pytest.raises(BatchValidationError, match=message):
+        BatchSoftmaxLoss()(x, x, **kwargs)
+
+
+def test_bad_logq_correction_is_named():
+    with pytest.raises(ConfigError, match="batch_softmax: logq_correction must be one of standard, corrected, got 'new'"):
+        BatchSoftmaxLoss(logq_correction="new")
+
+
+def _gathered_corrected(rank, world, query, item, ids, log_q, negatives, negative_log_q):
+    half = query.shape[0] // world
+    rows = slice(rank * half, (rank + 1) * half)
+    q = query[rows].clone().requires_grad_()
+    loss = BatchSoftmaxLoss(0.5, gather=True, logq_correction="corrected")
+    value = loss(q, item[rows], ids[rows], log_q[rows], negatives=negatives, negative_ids=ids[:2] + 100,
+                 negative_log_q=negative_log_q)
+    value.backward()
+    return value.detach(), q.grad
+
+
+def test_corrected_logq_and_negatives_under_gather_equal_one_process():
+    generator = torch.Generator().manual_seed(3)
+    query, item = torch.randn(6, 3, generator=generator), torch.randn(6, 3, generator=generator)
+    ids = torch.tensor([0, 1, 2, 0, 3, 1])
+    log_q = torch.rand(6, generator=generator).log()
+    negatives, negative_log_q = torch.randn(2, 3, generator=generator), torch.rand(2, generator=generator).log()
+    results = run_ranks(
+        _gathered_corrected, 2, query, item, ids, log_q, negatives, negative_log_q
+    )
+    q = query.clone().requires_grad_()
+    loss = BatchSoftmaxLoss(0.5, logq_correction="corrected")
+    whole = loss(q, item, ids, log_q, negatives=negatives, negative_ids=ids[:2] + 100, negative_log_q=negative_log_q)
+    whole.backward()
+    # Each rank's scalar is its share of the global mean times the world size.
+    torch.testing.assert_close(sum(value for value, _ in results) / 2, whole.detach())
+    torch.testing.assert_close(torch.cat([grad for _, grad in results]) / 2, q.grad)

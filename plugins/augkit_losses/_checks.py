@@ -32,6 +32,13 @@ def flag(who: str, name: str, value: object) -> bool:
     return value
 
 
+def choice(who: str, name: str, value: object, choices: tuple[str, ...]) -> str:
+    """`value` if it is one of `choices`, else a ConfigError naming the loss and parameter."""
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(f"{who}: {name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def reduction(who: str, value: object) -> str:
     if value not in REDUCTIONS:
         raise ConfigError(f"{who}: reduction must be one of {', '.join(REDUCTIONS)}, got {value!r}")

@@ -10,8 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from augkit import distributed
+from augkit.errors import BatchValidationError
 from augkit_losses import _checks, _ops
 from augkit_losses.temperature import Temperature
+
+LOGQ_CORRECTIONS: tuple[str, ...] = ("standard", "corrected")
 
 
 class BatchSoftmaxLoss(nn.Module):
@@ -43,6 +46,38 @@ class BatchSoftmaxLoss(nn.Module):
     of the global mean times the world size, so that DDP's gradient average equals one process
     on the concatenated batch. ``sizes`` (every rank's n, when they differ) goes to the
     gather. Without a process group ``gather`` changes nothing.
+
+    ``logq_correction`` (only with ``log_q``, in training mode):
+
+    - ``"standard"`` (default): every column is corrected, the positive too, as above (Yi et
+      al. 2019; TFRS).
+    - ``"corrected"`` (Khrylchenko et al., RecSys 2025, "Correcting the LogQ Correction"): the
+      positive column of row i keeps its plain logit ``<q_i, c_i> / tau``; only the negatives
+      are corrected. The positive is in the softmax's denominator with probability 1, it is
+      not a Monte Carlo sample, so it takes no importance weight. The full-softmax gradient
+      is ``-(1 - P_i) grad s_ii + sum_{j != i} P_j grad s_ij``; this loss's is the same with
+      ``P`` the softmax of the corrected logits, whose negatives' part is the
+      self-normalised importance-sampling estimate. The paper writes the same gradient as a
+      sample weight ``sg(1 - P_i)`` (the probability of misclassification) times
+      ``logsumexp_{j != i}(logits[i, j]) - s_ii / tau``; the value used here is the cross
+      entropy ``-log P_i``, whose gradient is identical (tested) and which stays finite and
+      >= 0 (a row without negatives has loss 0). For ``P_i`` to be calibrated, ``log_q``
+      should be the log of the expected number of times item j is among a batch's
+      candidates (`StreamingFrequency` with ``count="occurrences"``, or a per-draw
+      log-probability plus ``log(batch_size)``); with ``"standard"`` any constant shift of
+      ``log_q`` cancels.
+
+    Extra negatives (mixed negative sampling, Yang et al., WWW 2020 companion):
+    ``negatives`` ``FloatTensor[m, d]`` (for instance item-tower embeddings of items drawn
+    uniformly from the corpus) are appended as columns after the in-batch candidates; they are
+    never labels. ``negative_ids`` (``LongTensor[m]``, optional): with ``item_ids`` and
+    ``remove_accidental_hits``, an extra negative equal to row i's positive item is masked in
+    row i (an accidental hit). ``negative_log_q`` (``FloatTensor[m]``) is subtracted from
+    their logits like ``log_q``, and must be given exactly when ``log_q`` is: both should come
+    from the mixture's distribution (``augkit_samplers.mixture_log_q``), so that every column
+    is corrected on one scale. Extra negatives are not gathered across ranks: every rank's
+    queries are scored against the negatives it passes (pass the same draw on every rank to
+    score all queries against it; DDP then averages its gradients like one process).
     """
 
     name: ClassVar[str] = "batch_softmax"
@@ -54,9 +89,11 @@ class BatchSoftmaxLoss(nn.Module):
         remove_accidental_hits: bool = True,
         reduction: str = "mean",
         gather: bool = False,
+        logq_correction: str = "standard",
     ) -> None:
         super().__init__()
         self.gather = _checks.flag(self.name, "gather", gather)
+        self.logq_correction = _checks.choice(self.name, "logq_correction", logq_correction, LOGQ_CORRECTIONS)
         self.temperature = Temperature(temperature, learnable=learn_temperature, who=self.name)
         self.remove_accidental_hits = _checks.flag(
             self.name, "remove_accidental_hits", remove_accidental_hits
@@ -70,6 +107,10 @@ class BatchSoftmaxLoss(nn.Module):
         item_ids: torch.Tensor | None = None,
         log_q: torch.Tensor | None = None,
         sizes: Sequence[int] | None = None,
+        *,
+        negatives: torch.Tensor | None = None,
+        negative_ids: torch.Tensor | None = None,
+        negative_log_q: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The loss (scalar, or ``[n]`` with ``reduction="none"``), in the inputs' dtype."""
         _checks.embeddings(self.name, "query", query, "item", item)
@@ -77,21 +118,75 @@ class BatchSoftmaxLoss(nn.Module):
             _checks.per_row(self.name, "item_ids", item_ids, query, integer=True)
         if log_q is not None:
             _checks.per_row(self.name, "log_q", log_q, query, integer=False)
+        self._check_negatives(query, log_q, negatives, negative_ids, negative_log_q)
         gathered = self.gather and distributed.is_distributed()
         start = distributed.offset(sizes, query.shape[0]) if gathered else 0
         candidates = distributed.all_gather(item, sizes) if gathered else item
+        if negatives is not None:
+            candidates = torch.cat([candidates, negatives])
         logits = self.temperature(query @ candidates.T)
+        labels = torch.arange(start, start + logits.shape[0], device=logits.device)
         if log_q is not None and self.training:
             all_log_q = distributed.all_gather(log_q, sizes) if gathered else log_q
-            logits = logits - all_log_q.to(logits.dtype).unsqueeze(0)
+            if negative_log_q is not None:
+                all_log_q = torch.cat([all_log_q, negative_log_q])
+            shift = all_log_q.to(logits.dtype).unsqueeze(0).expand_as(logits)
+            if self.logq_correction == "corrected":
+                own = torch.zeros_like(logits, dtype=torch.bool)
+                own[torch.arange(logits.shape[0], device=logits.device), labels] = True
+                shift = shift.masked_fill(own, 0.0)
+            logits = logits - shift
         if item_ids is not None and self.remove_accidental_hits:
-            all_ids = distributed.all_gather(item_ids, sizes) if gathered else None
-            logits = logits.masked_fill(_ops.duplicates(item_ids, all_ids, start), float("-inf"))
-        labels = torch.arange(start, start + logits.shape[0], device=logits.device)
+            all_ids = distributed.all_gather(item_ids, sizes) if gathered else item_ids
+            hits = _ops.duplicates(item_ids, all_ids, start)
+            if negatives is not None:
+                extra = (
+                    item_ids.unsqueeze(1) == negative_ids.unsqueeze(0)
+                    if negative_ids is not None
+                    else hits.new_zeros(hits.shape[0], negatives.shape[0])
+                )
+                hits = torch.cat([hits, extra], 1)
+            logits = logits.masked_fill(hits, float("-inf"))
         per_query = F.cross_entropy(logits, labels, reduction="none")
         return _ops.reduce(per_query, self.reduction, gathered=gathered, sizes=sizes)
 
+    def _check_negatives(
+        self,
+        query: torch.Tensor,
+        log_q: torch.Tensor | None,
+        negatives: torch.Tensor | None,
+        negative_ids: torch.Tensor | None,
+        negative_log_q: torch.Tensor | None,
+    ) -> None:
+        if negatives is None:
+            for name, value in (("negative_ids", negative_ids), ("negative_log_q", negative_log_q)):
+                if value is not None:
+                    raise BatchValidationError(f"{self.name}: {name} needs negatives")
+            return
+        _checks.matrix(self.name, "negatives", negatives)
+        if (
+            negatives.shape[1] != query.shape[1]
+            or negatives.dtype != query.dtype
+            or negatives.device != query.device
+        ):
+            raise BatchValidationError(
+                f"{self.name}: negatives must be [m, {query.shape[1]}] {query.dtype} on {query.device} "
+                f"like query, got {tuple(negatives.shape)} {negatives.dtype} on {negatives.device}"
+            )
+        if negative_ids is not None:
+            _checks.per_row(self.name, "negative_ids", negative_ids, negatives, integer=True)
+        if negative_log_q is not None:
+            _checks.per_row(self.name, "negative_log_q", negative_log_q, negatives, integer=False)
+        if (log_q is None) != (negative_log_q is None):
+            raise BatchValidationError(
+                f"{self.name}: with negatives, log_q and negative_log_q go together (both from "
+                "the mixture's distribution, see augkit_samplers.mixture_log_q), got "
+                f"log_q {'given' if log_q is not None else 'None'} and negative_log_q "
+                f"{'given' if negative_log_q is not None else 'None'}"
+            )
+
     def extra_repr(self) -> str:
         return (
-            f"remove_accidental_hits={self.remove_accidental_hits}, reduction={self.reduction!r}, gather={self.gather}"
+            f"remove_accidental_hits={self.remove_accidental_hits}, reduction={self.reduction!r}, gather={self.gather}, "
+            f"logq_correction={self.logq_correction!r}"
         )

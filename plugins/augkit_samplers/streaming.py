@@ -9,6 +9,8 @@ from torch import nn
 
 from augkit_samplers import checks
 
+COUNTS: tuple[str, ...] = ("distinct", "occurrences")
+
 
 class StreamingFrequency(nn.Module):
     """Per-step probability that a batch contains an id, estimated online from the gaps between
@@ -42,6 +44,23 @@ class StreamingFrequency(nn.Module):
       before any update every id reads log-probability 0, a constant that cancels in a
       logQ-corrected softmax.
 
+    ``count`` chooses what one step records:
+
+    * ``"distinct"`` (default, as above): each slot of the batch once; ``log_prob`` estimates
+      the log-probability that a batch *contains* the id (saturating at 0).
+    * ``"occurrences"``: every occurrence counts, as in the paper's Algorithm 1 run over the
+      batch's ids: a slot seen c times in a step takes ``c`` updates whose gaps are ``t -
+      last_seen[h]`` then ``0`` (``c - 1`` times), applied in closed form and deterministically,
+      ``gap <- (1-a)^c * gap + a (1-a)^(c-1) * (t - last_seen)``. The first sighting sets
+      ``gap = (t - last_seen) / c``. ``gap`` then estimates the steps per occurrence and
+      ``log_prob = -log(gap)`` the log of the *expected number of occurrences per step* (``B
+      q`` for a batch of B draws with per-draw probability q; it can exceed 0 for an item
+      drawn more than once per batch on average). This is the scale `mixture_log_q` (with
+      ``per="batch"``) and the ``"corrected"`` logQ of `augkit_losses.BatchSoftmaxLoss` want.
+      The exponential average over gaps is biased for large ``learning_rate``: on a stationary
+      stream it converges to about ``(1 - a/2)``-weighted gaps; small ``learning_rate``
+      reduces that (tests check a tolerance).
+
     Methods run on the device of the buffers (move with ``.to``). With ``check_ids=True``
     (default) negative ids (augkit's missing/padding marker) raise instead of wrapping into a
     slot, which reads one bool back from the device per call; ``check_ids=False`` skips that
@@ -58,6 +77,7 @@ class StreamingFrequency(nn.Module):
         hash_size: int = 2**20,
         learning_rate: float = 0.05,
         *,
+        count: str = "distinct",
         check_ids: bool = True,
         device: torch.device | str | None = None,
     ) -> None:
@@ -70,6 +90,9 @@ class StreamingFrequency(nn.Module):
         ):
             raise ValueError(f"{self.name}: learning_rate must be a number in (0, 1], got {learning_rate!r}")
         self.learning_rate = float(learning_rate)
+        if count not in COUNTS:
+            raise ValueError(f"{self.name}: count must be one of {', '.join(COUNTS)}, got {count!r}")
+        self.count = count
         self.check_ids = checks.boolean(self.name, "check_ids", check_ids)
         self.register_buffer("last_seen", torch.zeros(hash_size, dtype=torch.long, device=device))
         self.register_buffer("gap", torch.zeros(hash_size, dtype=torch.float32, device=device))
@@ -82,6 +105,9 @@ class StreamingFrequency(nn.Module):
     def update(self, ids: torch.Tensor) -> None:
         """Advance one step and record that the ids of `ids` (any shape, may be empty) occurred."""
         slots = self.slots(ids).reshape(-1)
+        if self.count == "occurrences":
+            self._update_occurrences(slots)
+            return
         self.step += 1
         # Read every old value before writing: all writes to one slot then carry one value.
         elapsed = (self.step - self.last_seen[slots]).to(self.gap.dtype)
@@ -90,15 +116,40 @@ class StreamingFrequency(nn.Module):
         self.gap.index_put_((slots,), new)
         self.last_seen.index_put_((slots,), self.step.expand_as(slots))
 
+    def _update_occurrences(self, slots: torch.Tensor) -> None:
+        """One step in which slot h occurs ``c[h]`` times: Algorithm 1's c sequential updates
+        (gaps ``t - last_seen`` then ``c - 1`` zeros), in closed form. Every position of a slot
+        writes the same value, so the scattered writes are deterministic; the counts come from
+        a sort and two searches, without reading anything back from the device."""
+        self.step += 1
+        ordered = slots.sort().values
+        times = (
+            torch.searchsorted(ordered, slots, right=True) - torch.searchsorted(ordered, slots)
+        ).to(self.gap.dtype)
+        elapsed = (self.step - self.last_seen[slots]).to(self.gap.dtype)
+        old = self.gap[slots]
+        a = self.learning_rate
+        later = (1 - a) ** (times - 1)  # the weight left after the first update, (1-a)^(c-1)
+        averaged = later * ((1 - a) * old + a * elapsed)
+        new = torch.where(old > 0, averaged, elapsed / times)
+        # Algorithm 1 can reach a gap of 0 (learning_rate 1 and a repeat); 0 marks "never seen".
+        new = new.clamp_min(torch.finfo(new.dtype).tiny)
+        self.gap.index_put_((slots,), new)
+        self.last_seen.index_put_((slots,), self.step.expand_as(slots))
+
     def log_prob(self, ids: torch.Tensor) -> torch.Tensor:
         """``FloatTensor`` of the shape of `ids`: the estimated log-probability (<= 0) that a
-        batch contains each id."""
+        batch contains each id (``count="distinct"``), or the log of its expected number of
+        occurrences per step (``count="occurrences"``)."""
         gap = self.gap[self.slots(ids)]
         unseen = (self.step + 1).to(gap.dtype)
         return -torch.where(gap > 0, gap, unseen).log()
 
     def extra_repr(self) -> str:
-        return f"hash_size={self.hash_size}, learning_rate={self.learning_rate}, check_ids={self.check_ids}"
+        return (
+            f"hash_size={self.hash_size}, learning_rate={self.learning_rate}, count={self.count!r}, "
+            f"check_ids={self.check_ids}"
+        )
 
     def _ids(self, ids: torch.Tensor) -> torch.Tensor:
         return checks.ids(
