@@ -258,3 +258,120 @@ def test_runs_on_the_batch_device():
     for a, b in zip(cpu, cuda, strict=True):
         assert b.present.device.type == "cuda"
         assert torch.equal(a.present, b.present.cpu())
+
+
+# -- correlation ranking: raw MI or symmetric uncertainty -------------------------------------
+
+
+@st.composite
+def key_and_duplicate(draw):
+    """An MI matrix over ``item_id`` (a key: MI(id, X) = H(X), H(id) = log N large), a seed
+    ``f1`` and its near-duplicate ``f2`` (MI close to their entropies, which are close), and
+    other features weakly tied to everything."""
+    k = draw(st.integers(4, 7))
+    entropy = np.array([draw(st.floats(0.5, 3.0)) for _ in range(k)])
+    entropy[2] = entropy[1] * draw(st.floats(0.9, 1.1))
+    entropy[0] = draw(st.floats(10.0, 14.0)) * entropy[1:].max()
+    mi = np.zeros((k, k))
+    for a in range(1, k):
+        for b in range(a + 1, k):
+            mi[a, b] = mi[b, a] = draw(st.floats(0.0, 0.5)) * min(entropy[a], entropy[b])
+    mi[1, 2] = mi[2, 1] = (1 - draw(st.floats(0.001, 0.1))) * min(entropy[1], entropy[2])
+    mi[0, 1:] = mi[1:, 0] = entropy[1:]
+    np.fill_diagonal(mi, entropy)
+    names = ("item_id", *(f"f{i}" for i in range(1, k)))
+    return MutualInformation(names=names, matrix=mi, fingerprints={n: "0" for n in names})
+
+
+@SETTINGS
+@given(key_and_duplicate())
+def test_symmetric_uncertainty_keeps_a_key_from_being_every_seeds_top_correlate(mi):
+    raw = CorrelatedFeatureMasking(mi=mi, n_correlates=1)
+    su = CorrelatedFeatureMasking(mi=mi, n_correlates=1, correlation="symmetric_uncertainty")
+    others = [n for n in mi.names if n != "item_id"]
+    # Raw MI: MI(id, X) = H(X) is the most any feature can share with X.
+    assert all(raw.masked_set(seed) == (seed, "item_id") for seed in others)
+    # SU: the near-duplicate wins, so the key is not every seed's top correlate.
+    assert su.masked_set("f1") == ("f1", "f2") and su.masked_set("f2") == ("f2", "f1")
+    assert not all(su.masked_set(seed)[1] == "item_id" for seed in others)
+    values = mi.symmetric_uncertainty()
+    assert np.allclose(values, values.T) and (values >= 0).all() and (values <= 1 + 1e-12).all()
+    assert np.allclose(np.diag(values), 1.0)
+
+
+def test_symmetric_uncertainty_on_computed_mutual_information():
+    """A real corpus: item_id (a key), category, a 95%-copy of category, and noise."""
+    generator = torch.Generator().manual_seed(0)
+    n = 2000
+    category = torch.randint(8, (n,), generator=generator)
+    copy = torch.where(torch.rand(n, generator=generator) < 0.95, category, torch.randint(8, (n,), generator=generator))
+    noise = torch.randint(5, (n,), generator=generator)
+    schema = FeatureSchema(
+        [
+            Categorical(name="item_id", num_values=n),
+            Categorical(name="category", num_values=8),
+            Categorical(name="copy", num_values=8),
+            Categorical(name="noise", num_values=5),
+        ]
+    )
+    corpus = FeatureBatch.from_tensors(
+        schema, {"item_id": torch.arange(n), "category": category, "copy": copy, "noise": noise}
+    )
+    mi = compute_mutual_information(corpus)
+    assert mi.top_correlates("category", 1) == ("item_id",)
+    assert mi.top_correlates("noise", 1) == ("item_id",)
+    assert mi.top_correlates("category", 1, "symmetric_uncertainty") == ("copy",)
+    assert mi.top_correlates("copy", 1, "symmetric_uncertainty") == ("category",)
+    with pytest.raises(ValueError, match="correlation must be one of mi, symmetric_uncertainty"):
+        mi.top_correlates("copy", 1, "pearson")
+
+
+@given(mi_matrices(), st.sampled_from(["batch", "example"]), st.sampled_from(["mi", "symmetric_uncertainty"]))
+@settings(max_examples=20, deadline=None)
+def test_correlation_round_trips_through_the_config(mi, granularity, correlation):
+    cfm = CorrelatedFeatureMasking(mi=mi, granularity=granularity, correlation=correlation)
+    config = json.loads(json.dumps(cfm.to_config()))
+    assert augkit.from_config(config) == cfm
+    assert ("correlation" in config["params"]) == (correlation != "mi")  # old configs unchanged
+
+
+def test_bad_correlation_is_rejected():
+    with pytest.raises(ValueError, match="cfm: correlation must be one of mi, symmetric_uncertainty, got 'su'"):
+        CorrelatedFeatureMasking(mi=make_mi(np.eye(3)), correlation="su")
+
+
+@pytest.mark.parametrize("granularity", ["batch", "example"])
+@pytest.mark.parametrize("correlation", ["mi", "symmetric_uncertainty"])
+def test_cfm_passes_the_kits_conformance_checks(granularity, correlation):
+    from augkit.testing import EXAMPLE_SCHEMA, check_augmentation, random_batch
+
+    names = ("genre", "tags", "year", "actors")
+    corpus = random_batch(EXAMPLE_SCHEMA, 200, generator=torch.Generator().manual_seed(1))
+    mi = compute_mutual_information(corpus, features=names)
+    cfm = CorrelatedFeatureMasking(mi=mi, granularity=granularity, correlation=correlation)
+    check_augmentation(cfm, EXAMPLE_SCHEMA)
+
+
+# -- granularity: RFM (complementary) and CFM both split per example or per batch ---------------
+
+
+@pytest.mark.parametrize("granularity", ["batch", "example"])
+def test_rfm_and_cfm_both_offer_both_granularities(granularity):
+    from augkit.testing import EXAMPLE_SCHEMA, check_granularity, random_batch
+    from augkit_complementary import ComplementaryMasking
+
+    names = ("genre", "tags", "year", "actors")
+    batch = random_batch(EXAMPLE_SCHEMA, 64, generator=torch.Generator().manual_seed(2))
+    mi = compute_mutual_information(batch, features=names)
+    for aug in (
+        ComplementaryMasking(features=names, granularity=granularity),
+        CorrelatedFeatureMasking(mi=mi, granularity=granularity),
+    ):
+        assert aug.granularity == granularity
+        check_granularity(aug, batch)
+        params = aug.generate_parameters(batch, generator=torch.Generator().manual_seed(3))
+        distinct = torch.unique(params, dim=0).shape[0]
+        if granularity == "batch":
+            assert distinct == 1  # one split for the whole batch
+        else:
+            assert distinct > 1  # 64 examples, several splits

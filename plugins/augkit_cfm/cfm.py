@@ -16,7 +16,7 @@ from augkit.augmentation import PairAugmentation
 from augkit.batch import FeatureBatch, expand_columns
 from augkit.errors import BatchValidationError
 from augkit.random import randint
-from augkit_cfm.mutual_information import MutualInformation
+from augkit_cfm.mutual_information import CORRELATIONS, MutualInformation
 
 
 def _as_mutual_information(value: Any) -> MutualInformation:
@@ -49,12 +49,20 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
     that are not in ``mi`` are never masked; every feature of ``mi`` must be in the batch.
     ``granularity="batch"`` (the paper) draws one seed per batch, ``"example"`` one per
     example. Parameters: the seeds, ``LongTensor[B]`` of positions in ``mi.names``.
+
+    ``correlation`` ranks the correlates: ``"mi"`` (default, the paper) by raw mutual
+    information, ``"symmetric_uncertainty"`` by ``SU = 2 MI(X, Y) / (H(X) + H(Y))``
+    (`MutualInformation.symmetric_uncertainty`, the diagonal as entropies). Raw MI of a key
+    feature (``item_id``: MI(id, X) = H(X)) is the largest any feature can have with X, so
+    the key is every seed's top correlate; SU divides by the key's large entropy, so a
+    feature that really tracks the seed ranks first.
     """
 
     name: ClassVar[str] = "cfm"
     mi: MutualInformation = attrs.field(converter=_as_mutual_information)
     n_correlates: int | None = attrs.field(default=None)
     granularity: str = attrs.field(default="batch", validator=validators.granularity)
+    correlation: str = attrs.field(default="mi")
     _table: tuple[tuple[bool, ...], ...] = attrs.field(init=False, repr=False, eq=False)
 
     @mi.validator
@@ -67,6 +75,11 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise ValueError(f"cfm: n_correlates must be None or a non-negative int, got {value!r}")
 
+    @correlation.validator
+    def _check_correlation(self, attribute: attrs.Attribute, value: str) -> None:
+        if value not in CORRELATIONS:
+            raise ValueError(f"cfm: correlation must be one of {', '.join(CORRELATIONS)}, got {value!r}")
+
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_table", self._masked_sets())
 
@@ -78,7 +91,7 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
 
     def masked_set(self, seed: str) -> tuple[str, ...]:
         """Features view 1 masks for `seed`: the seed, then its top correlates."""
-        return (seed, *self.mi.top_correlates(seed, self.correlates))
+        return (seed, *self.mi.top_correlates(seed, self.correlates, self.correlation))
 
     def _masked_sets(self) -> tuple[tuple[bool, ...], ...]:
         """Row s: which features of ``mi.names`` view 1 masks for seed s."""
@@ -121,4 +134,6 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
         out: dict[str, Any] = {"mi": self.mi.to_dict(), "granularity": self.granularity}
         if self.n_correlates is not None:
             out["n_correlates"] = self.n_correlates
+        if self.correlation != "mi":
+            out["correlation"] = self.correlation
         return out

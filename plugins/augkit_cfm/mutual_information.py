@@ -91,6 +91,10 @@ def _check_weighting(instance: Any, attribute: attrs.Attribute, value: str) -> N
         )
 
 
+CORRELATIONS: tuple[str, ...] = ("mi", "symmetric_uncertainty")
+"""Rankings of correlates: raw mutual information, or symmetric uncertainty."""
+
+
 @attrs.frozen
 class MutualInformation:
     """Mutual information in nats between item features, in schema order.
@@ -127,14 +131,31 @@ class MutualInformation:
         first, second = pair
         return float(self.matrix[self.index(first), self.index(second)])
 
-    def top_correlates(self, name: str, n: int) -> tuple[str, ...]:
-        """The (at most) `n` other features with the largest MI with `name`, descending; ties
-        go to the feature first in ``names`` (schema order)."""
+    def symmetric_uncertainty(self) -> np.ndarray:
+        """float64 ``[k, k]``: ``SU[a, b] = 2 MI[a, b] / (H[a] + H[b])`` with the diagonal as
+        the entropies ``H`` (0 where both are 0). In ``[0, 1]`` for single-valued features: 1
+        for features that determine each other, 0 for independent ones. Unlike raw MI it does
+        not favour a feature with a large entropy: a key such as ``item_id``, whose MI with
+        any X is ``H(X)``, has ``SU = 2 H(X) / (H(X) + H(id))``, small when ``H(id)`` is large."""
+        entropy = np.diag(self.matrix)
+        total = entropy[:, None] + entropy[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(total > 0, 2 * self.matrix / np.where(total > 0, total, 1.0), 0.0)
+
+    def top_correlates(self, name: str, n: int, correlation: str = "mi") -> tuple[str, ...]:
+        """The (at most) `n` other features most correlated with `name`, descending; ties go to
+        the feature first in ``names`` (schema order). `correlation`: ``"mi"`` (raw mutual
+        information, default) or ``"symmetric_uncertainty"`` (`symmetric_uncertainty`)."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"top_correlates: n must be a non-negative int, got {n!r}")
+        if correlation not in CORRELATIONS:
+            raise ValueError(
+                f"top_correlates: correlation must be one of {', '.join(CORRELATIONS)}, got {correlation!r}"
+            )
         row = self.index(name)
+        scores = self.matrix[row] if correlation == "mi" else self.symmetric_uncertainty()[row]
         others = np.array([j for j in range(len(self.names)) if j != row], dtype=np.int64)
-        order = others[np.lexsort((others, -self.matrix[row, others]))]
+        order = others[np.lexsort((others, -scores[others]))]
         return tuple(self.names[j] for j in order[:n])
 
     @property
