@@ -1,4 +1,4 @@
-"""The reference trainer: a short run, resume after interruption, determinism, configs, compare."""
+"""The reference trainer: a short run, resume after interruption, determinism, configs (compare: test_compare.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import tomllib
 import attrs
 import pytest
 import torch
-from click.testing import CliRunner
 
-from augkit.cli import main
 from augkit.errors import CheckpointError, ConfigError, UnknownNameError
 from augkit.train.checkpoint import load_checkpoint
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
-from augkit.train.compare import compare_table, run_compare, summarise, variant_config
+from augkit.train.compare import variant_config
 from augkit.train.run import resolve_augmentation
 
 
@@ -148,66 +146,6 @@ def test_resolve_augmentation_fills_mi_only_where_missing(tmp_path):
     resolved = resolve_augmentation(config, parts.dataset.items)
     assert "mi" in resolved["params"]["pair"]["params"] and "mi" not in config["params"]["pair"].get("params", {})
     assert resolve_augmentation(resolved, parts.dataset.items) == resolved
-
-
-def test_compare_table_reports_mean_std_and_lift():
-    def run(recall):
-        slice_metrics = {f"recall@{k}": recall for k in (10, 50)}
-        return {"model": {s: slice_metrics for s in ("head", "tail", "cold", "all")},
-                "top_popular": {s: slice_metrics for s in ("head", "tail", "cold", "all")}}
-
-    table = compare_table(summarise({"baseline": [run(0.1), run(0.3)], "cfm": [run(0.3), run(0.3)]}))
-    assert "0.2000 ± 0.1414" in table and "0.3000 ± 0.0000 (+50.0%)" in table
-
-
-def test_cli_train_and_compare(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "run.toml").write_text(
-        'epochs = 1\nprogress = false\n[main]\nbatch_size = 512\n[model]\nhidden = [16]\noutput_dim = 8\n'
-    )
-    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
-    assert result.exit_code == 0, result.output
-    assert "report: runs/cli/report.md" in result.output
-    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
-    assert result.exit_code == 1 and "holds another run's results" in result.output and "--overwrite" in result.output
-    result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1", "--alphas", "1"])
-    assert result.exit_code == 0, result.output
-    assert "| cfm α=1 |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
-    result = CliRunner().invoke(main, ["train", "missing.toml"])
-    assert result.exit_code != 0 and "does not exist" in result.output
-
-
-def test_compare_resume_continues_a_killed_comparison(tmp_path):
-    whole = run_compare(small(tmp_path / "whole", epochs=2), ["baseline", "cfm"], 1)
-    base = small(tmp_path / "killed", epochs=2)
-    train(variant_config(base, "baseline", 0))  # finished: only re-evaluated on resume
-    train(variant_config(base, "cfm", 0), max_steps=25)  # killed after its step-20 checkpoint
-    resumed = run_compare(base, ["baseline", "cfm"], 1, resume=True)
-    first, second = (json.loads((out / "compare.json").read_text()) for out in (whole, resumed))
-    assert first["summary"] == second["summary"]
-
-
-def test_compare_searches_alpha_for_the_weighted_variants_only(tmp_path):
-    out = run_compare(small(tmp_path), ["baseline", "so", "cfm"], 1, alphas=(0.3, 3.0))
-    written = json.loads((out / "compare.json").read_text())
-    assert list(written["summary"]) == ["baseline", "so α=0.3", "so α=3", "cfm α=0.3", "cfm α=3", "TopPopular"]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir() if p.name.startswith("default-c")) == [
-        "default-cfm-a0.3-s0", "default-cfm-a3-s0", "default-compare",
-    ]
-    for variant in ("so", "cfm"):
-        best = written["best"][variant]
-        chosen = max((f"{variant} α=0.3", f"{variant} α=3"), key=lambda r: written["summary"][r]["all/recall@10"][0])
-        assert best == chosen
-    assert f"best by mean all/recall@10 (chosen on the test split, so optimistic): {written['best']['so']}" in (
-        out / "compare.md"
-    ).read_text()
-
-
-@pytest.mark.parametrize("alphas", ["0,1", "a,b", ""])
-def test_compare_rejects_bad_alphas(tmp_path, monkeypatch, alphas):
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["compare", "--alphas", alphas])
-    assert result.exit_code == 2 and "--alphas" in result.output and "expected" in result.output
 
 
 def test_documented_defaults_are_the_real_defaults():

@@ -1,0 +1,251 @@
+"""augkit compare: selection on validation only, the chosen configs tested once, CIs and paired
+tests against the baseline, both readings of unseen ids, plots, resume and the CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from augkit.cli import main
+from augkit.errors import ConfigError, UnknownNameError
+from augkit.train import compare as compare_module
+from augkit.train import config_from_dict, dump_config, train
+from augkit.train.compare import (
+    check_tuned,
+    compare_table,
+    lift_table,
+    paired,
+    parse_grid,
+    parse_target,
+    run_compare,
+    summarise,
+    variant_config,
+)
+from augkit.train.stats import mean_ci, paired_t_test, t_cdf, t_quantile, wilcoxon_signed_rank
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+TINY = {
+    "epochs": 1,
+    "progress": False,
+    "checkpoint_every": 20,
+    "main": {"batch_size": 1024},
+    "ssl": {"batch_size": 128},
+    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
+}
+TINY_TOML = (
+    "epochs = 1\nprogress = false\ncheckpoint_every = 20\n[main]\nbatch_size = 1024\n[ssl]\nbatch_size = 128\n"
+    "[model]\nhidden = [16]\noutput_dim = 8\nembedding_dim = 8\n"
+)
+
+
+def small(tmp_path, **changes):
+    return config_from_dict({**TINY, "output_dir": str(tmp_path / "runs"), **changes})
+
+
+# -- statistics -------------------------------------------------------------------------------
+def test_t_distribution_matches_scipy():
+    for df in range(1, 15):
+        for t in (-4.0, -1.3, 0.0, 0.2, 1.96, 7.5):
+            assert t_cdf(t, df) == pytest.approx(scipy_stats.t.cdf(t, df), abs=1e-12)
+        for p in (0.6, 0.9, 0.975, 0.995):
+            assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9)
+
+
+def test_mean_ci_and_paired_tests_match_scipy():
+    assert t_quantile(0.975, 4) == pytest.approx(2.776445105, abs=1e-8)  # the 5-seed interval's t
+    interval = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert interval.mean == 3.0 and interval.half_width == pytest.approx(2.776445105 * (2.5**0.5) / 5**0.5)
+    assert mean_ci([0.4]).half_width is None
+    rng = random.Random(0)
+    for n in (2, 3, 5, 8):
+        a = [rng.random() for _ in range(n)]
+        b = [x + rng.gauss(0.05, 0.1) for x in a]
+        assert paired_t_test(a, b) == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue, rel=1e-9)
+        assert wilcoxon_signed_rank(a, b) == pytest.approx(scipy_stats.wilcoxon(a, b, method="exact").pvalue)
+        low, high = scipy_stats.t.interval(0.95, n - 1, loc=sum(a) / n, scale=scipy_stats.sem(a))
+        assert mean_ci(a).low == pytest.approx(low) and mean_ci(a).high == pytest.approx(high)
+    assert wilcoxon_signed_rank([1, 2, 3, 4, 5], [0] * 5) == pytest.approx(0.0625)  # 5 seeds: p >= 2/32
+    assert paired_t_test([1, 2], [1, 2]) == 1.0 and wilcoxon_signed_rank([1, 2], [1, 2]) is None
+
+
+def test_paired_lift_interval_and_marks():
+    def run(value):
+        return {"model": {"tail": {"recall@50": value}, "cold": {"recall@50": None}}}
+
+    base = [run(v) for v in (0.10, 0.12, 0.11, 0.10, 0.12)]
+    method = [run(v) for v in (0.12, 0.14, 0.13, 0.11, 0.14)]
+    stats = paired(method, base, ["tail/recall@50", "cold/recall@50"])
+    tail = stats["tail/recall@50"]
+    diffs = [0.02, 0.02, 0.02, 0.01, 0.02]
+    assert tail["diff"] == pytest.approx(0.018) and tail["lift"] == pytest.approx(0.018 / 0.11)
+    assert tail["diff_ci"] == pytest.approx(mean_ci(diffs).half_width)
+    assert tail["p_t"] == pytest.approx(scipy_stats.ttest_rel([r["model"]["tail"]["recall@50"] for r in method],
+                                                               [r["model"]["tail"]["recall@50"] for r in base]).pvalue)
+    assert tail["significant"] and stats["cold/recall@50"] is None
+    table = lift_table({"cfm": stats}, ["tail/recall@50", "cold/recall@50"])
+    assert "+16.4% [" in table and "†" in table and "| n/a |" in table
+    summary = summarise(base, ["tail/recall@50"])
+    assert compare_table({"baseline": summary}, ["tail/recall@50"]).splitlines()[2].startswith("| baseline | 0.1100 ± 0.0")
+
+
+# -- the protocol -----------------------------------------------------------------------------
+def _fake(monkeypatch, validation_score, test_score):
+    """compare.fit / evaluate_chosen replaced: validation and test scores by run name."""
+    calls = {"fit": [], "test": []}
+
+    def metrics(score):
+        row = {f"recall@{k}": score for k in (10, 50, 100)} | {f"ndcg@{k}": score for k in (10, 50, 100)}
+        slices = ["all", "head", "tail", "cold", *(f"decile_{d}" for d in range(10))]
+        return {s: dict(row) for s in slices}
+
+    def fit(config, dataset, *, resume, overwrite):
+        calls["fit"].append(config.name)
+        return {"monitor": config.eval.monitor, "score": validation_score(config.name), "epoch": 1, "step": 1,
+                "model": metrics(validation_score(config.name))}
+
+    def evaluate_chosen(config, dataset, *, readings):
+        calls["test"].append(config.name)
+        out = {r: {"model": metrics(test_score(config.name)), "top_popular": metrics(0.01)} for r in readings}
+        return out | {"norms": {f"decile_{d}": 1.0 for d in range(10)} | {"cold": 0.5}}
+
+    monkeypatch.setattr(compare_module, "fit", fit)
+    monkeypatch.setattr(compare_module, "evaluate_chosen", evaluate_chosen)
+    return calls
+
+
+def test_selection_reads_validation_only_and_tests_the_chosen_once(tmp_path, monkeypatch):
+    # On validation alpha 3 wins; on test alpha 0.3 would: the chosen one must be alpha 3.
+    def validation(name):
+        return 0.3 if "-a3-" in name else (0.2 if "temperature0.1" in name else 0.1)
+
+    def test(name):
+        return 0.5 if "-a0.3-" in name else 0.2 + int(name[-1]) * 0.01
+
+    calls = _fake(monkeypatch, validation, test)
+    grid = parse_grid(["baseline:main.temperature=0.05,0.1"])
+    out = run_compare(small(tmp_path), ["baseline", "cfm"], 3, alphas=(0.3, 3.0), grid=grid)
+    record = json.loads((out / "compare.json").read_text())
+    assert record["chosen"] == {"baseline": "baseline main.temperature=0.1", "cfm": "cfm α=3"}
+    assert record["budget"] == {"baseline": 2, "cfm": 2}
+    assert len(calls["fit"]) == 4 * 3 and sorted(calls["test"]) == sorted(
+        [f"default-baseline-temperature0.1-s{s}" for s in range(3)] + [f"default-cfm-a3-s{s}" for s in range(3)]
+    )
+    assert list(record["test"]) == ["baseline main.temperature=0.1", "cfm α=3"]  # nothing else tested
+    scores = {c["label"]: c["selection_score"]["mean"] for c in record["candidates"]}
+    assert scores == pytest.approx({"baseline main.temperature=0.05": 0.1, "baseline main.temperature=0.1": 0.2,
+                                    "cfm α=0.3": 0.1, "cfm α=3": 0.3})
+    assert set(record["summary"]) == {"default", "trained"} and record["protocol"]["main_reading"] == "default"
+    page = (out / "compare.md").read_text()
+    assert "unseen ids read as `default` (as served)" in page and "the other reading" in page
+    for png in ("recall_by_decile.png", "lift_by_decile.png", "alpha_curves.png", "embedding_norms.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in page
+
+
+def test_the_baseline_with_fewer_candidates_is_noted_and_targets_are_checked(tmp_path, monkeypatch):
+    _fake(monkeypatch, lambda name: 0.1, lambda name: 0.2 if "cfm" in name else 0.1 + int(name[-1]) * 0.001)
+    out = run_compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0),
+                      targets=["cfm:tail/recall@50>=+10", "cfm:head/recall@50>=+200"])
+    page = (out / "compare.md").read_text()
+    assert "the baseline had fewer candidates" in page and "Not every target is reached" in page
+    targets = json.loads((out / "compare.json").read_text())["targets"]
+    assert [t["reached"] for t in targets] == [True, False]
+
+
+def test_a_real_comparison_selects_on_validation_and_tests_both_readings(tmp_path):
+    out = run_compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0))
+    record = json.loads((out / "compare.json").read_text())
+    chosen = record["chosen"]["cfm"]
+    means = {c["label"]: c["selection_score"]["mean"] for c in record["candidates"] if c["variant"] == "cfm"}
+    assert chosen == max(means, key=means.get)
+    for candidate in record["candidates"]:
+        runs = candidate["validation"]
+        assert len(runs) == 2 and candidate["selection_score"]["mean"] == pytest.approx(sum(r["score"] for r in runs) / 2)
+    runs = record["test"][chosen]
+    assert len(runs) == 2 and set(runs[0]) == {"default", "trained", "norms"}
+    cold = [run[r]["model"]["cold"]["recall@50"] for run in runs for r in ("default", "trained")]
+    assert all(value is not None for value in cold)
+    assert not (tmp_path / "runs" / "default-cfm-a3-s0" / "metrics.json").exists()  # no test metrics per run
+
+
+def test_compare_resume_continues_a_killed_comparison(tmp_path):
+    whole = run_compare(small(tmp_path / "whole", epochs=2, checkpoint_every=2), ["baseline", "cfm"], 1)
+    base = small(tmp_path / "killed", epochs=2, checkpoint_every=2)
+    train(variant_config(base, "baseline", 0))  # finished: only reloaded on resume
+    train(variant_config(base, "cfm", 0), max_steps=3)  # killed after its step-2 checkpoint
+    resumed = run_compare(base, ["baseline", "cfm"], 1, resume=True)
+    first, second = (json.loads((out / "compare.json").read_text()) for out in (whole, resumed))
+    assert first["summary"] == second["summary"] and first["candidates"][1]["validation"] == second["candidates"][1]["validation"]
+
+
+def test_tuned_configs_must_share_data_and_eval(tmp_path):
+    base = small(tmp_path)
+    check_tuned(base, "cfm", variant_config(base, "cfm", 0, 0.3), "best.toml")
+    other = config_from_dict({**TINY, "data": {"valid_fraction": 0.2}})
+    with pytest.raises(ConfigError, match="data differ"):
+        check_tuned(base, "cfm", other, "best.toml")
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (["main.temperature"], "expected KEY=V1,V2"),
+        (["cfn:main.temperature=0.1"], "did you mean 'cfm'"),
+        (["ssl.alpha=0.1,1"], "use --alphas"),
+        (["main.temprature=0.1"], "no key 'temprature' in main"),
+        (["main.temperature=-1"], "temperature"),
+    ],
+)
+def test_bad_grids_are_named(tmp_path, grid, message):
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        run_compare(small(tmp_path), ["baseline", "cfm"], 1, grid=parse_grid(grid))
+
+
+def test_bad_targets_and_variant_lists(tmp_path):
+    with pytest.raises(ConfigError, match="expected VARIANT:SLICE/METRIC@K>=PCT"):
+        parse_target("cfm tail>=10")
+    with pytest.raises(ConfigError, match="must include 'baseline'"):
+        run_compare(small(tmp_path), ["cfm"], 1)
+    with pytest.raises(ConfigError, match="valid_fraction must be > 0"):
+        run_compare(small(tmp_path, data={"valid_fraction": 0.0}), ["baseline"], 1)
+
+
+def test_cli_train_and_compare(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.toml").write_text(TINY_TOML)
+    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
+    assert result.exit_code == 0, result.output
+    assert "report: runs/cli/report.md" in result.output
+    result = CliRunner().invoke(main, ["train", "run.toml", "--name", "cli"])
+    assert result.exit_code == 1 and "holds another run's results" in result.output and "--overwrite" in result.output
+    tuned = variant_config(config_from_dict(tomllib_loads(TINY_TOML)), "cfm", 0, 0.3)
+    (tmp_path / "best.toml").write_text(dump_config(tuned))
+    result = CliRunner().invoke(main, ["compare", "run.toml", "--variants", "baseline,cfm", "--seeds", "1",
+                                       "--tuned", "cfm=best.toml", "--target", "cfm:cold/recall@50>=+20"])
+    assert result.exit_code == 0, result.output
+    assert "| cfm (tuned) |" in result.output and (tmp_path / "runs" / "default-compare" / "compare.md").exists()
+    assert (tmp_path / "runs" / "default-cfm-tuned-s0" / "best.pt").exists()
+    result = CliRunner().invoke(main, ["train", "missing.toml"])
+    assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def tomllib_loads(text):
+    import tomllib
+
+    return tomllib.loads(text)
+
+
+@pytest.mark.parametrize("alphas", ["0,1", "a,b", ""])
+def test_compare_rejects_bad_alphas(tmp_path, monkeypatch, alphas):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compare", "--alphas", alphas])
+    assert result.exit_code == 2 and "--alphas" in result.output and "expected" in result.output
+
+
+def test_cli_compare_rejects_a_bad_tuned_option(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compare", "--tuned", "cfm"])
+    assert result.exit_code == 2 and "VARIANT=PATH" in result.output
