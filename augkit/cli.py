@@ -1,4 +1,4 @@
-"""The ``augkit`` command line: ``augkit plugins | mi | train | compare``."""
+"""The ``augkit`` command line: ``augkit plugins | mi | train | compare | tune | ...``."""
 
 from __future__ import annotations
 
@@ -340,14 +340,26 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--variants", default="baseline,fd,so,rfm,cfm", show_default=True,
-    help="Comma-separated variants: baseline, fd, so, rfm, cfm.",
+    help="Comma-separated variants: baseline, fd, so, rfm, cfm (baseline is required).",
 )
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(min=1), help="Seeds per variant.")
+@click.option("--seeds", default=5, show_default=True, type=click.IntRange(min=1), help="Seeds per candidate.")
 @click.option(
     "--alphas", default="0.1,0.3,1,3", show_default=True, callback=_parse_floats,
-    help="Comma-separated weights alpha for so, rfm and cfm (the paper's grid); a row for each.",
+    help="Comma-separated weights alpha for so, rfm and cfm (the paper's grid); one candidate each, chosen on validation.",
 )
-@click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only re-evaluated.")
+@click.option(
+    "--grid", "grid", multiple=True, metavar="[VARIANT:]KEY=V1,V2",
+    help="Also search config KEY over these values, for every variant or only VARIANT (repeatable).",
+)
+@click.option(
+    "--tuned", "tuned", multiple=True, metavar="VARIANT=BEST_TOML",
+    help="Use the config augkit tune wrote (best.toml) as VARIANT's only candidate (repeatable).",
+)
+@click.option(
+    "--target", "targets", multiple=True, metavar="VARIANT:SLICE/METRIC@K>=PCT",
+    help="Check a lift on the page, e.g. cfm:tail/recall@50>=+10 (repeatable).",
+)
+@click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only reloaded.")
 @click.option("--overwrite", is_flag=True, help="Replace the results of earlier runs of the comparison.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a key of the base config (repeatable).")
 def compare(
@@ -355,17 +367,62 @@ def compare(
     variants: str,
     seeds: int,
     alphas: tuple[float, ...],
+    grid: tuple[str, ...],
+    tuned: tuple[str, ...],
+    targets: tuple[str, ...],
     resume: bool,
     overwrite: bool,
     overrides: tuple[str, ...],
 ) -> None:
-    """Train each variant with several seeds; write a table in the paper's form and a plot."""
-    from augkit.train.compare import run_compare
+    """Compare the variants fairly: select each one's candidate on the validation split, test
+    the chosen ones once over the seeds; write a table with 95% CIs, paired tests and plots."""
+    from augkit.train import load_config
+    from augkit.train.compare import check_tuned, parse_grid, run_compare
 
     settings = _settings(config, overrides)
     names = [v.strip() for v in variants.split(",") if v.strip()]
-    out = run_compare(settings, names, seeds, alphas=alphas, resume=resume, overwrite=overwrite)
+    configs = {}
+    for item in tuned:
+        variant, equals, path = item.partition("=")
+        if not equals or not variant.strip() or not path.strip():
+            raise click.BadParameter(f"expected VARIANT=PATH (e.g. cfm=runs/x-tune-cfm/best.toml), got {item!r}",
+                                     param_hint="--tuned")
+        configs[variant.strip()] = load_config(path.strip())
+        check_tuned(settings, variant.strip(), configs[variant.strip()], path.strip())
+    _show_progress_lines()
+    out = run_compare(
+        settings, names, seeds, alphas=alphas, grid=parse_grid(grid), tuned=configs, targets=targets,
+        resume=resume, overwrite=overwrite,
+    )
     click.echo((out / "compare.md").read_text(encoding="utf-8"))
+    click.echo(f"written to {out}")
+
+
+@main.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--variant", default="cfm", show_default=True, help="The variant to tune: baseline, fd, so, rfm or cfm.")
+@click.option("--trials", default=30, show_default=True, type=click.IntRange(min=1), help="Trials in the study in all (a resumed study runs the rest).")
+@click.option("--resume", is_flag=True, help="Continue the study in its study.db.")
+@click.option("--overwrite", is_flag=True, help="Delete an earlier study of the same name and variant first.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Start no new trial after this many seconds.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a key of the base config (repeatable).")
+def tune(
+    config: Path | None,
+    variant: str,
+    trials: int,
+    resume: bool,
+    overwrite: bool,
+    timeout: float | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Tune VARIANT's hyperparameters on the validation split with Optuna (TPE); the study in
+    runs/<name>-tune-<variant>/study.db; writes best.toml (trains the winner), best.json and plots."""
+    from augkit.train.tune import run_tune
+
+    settings = _settings(config, overrides)
+    _show_progress_lines()
+    out = run_tune(settings, variant, trials, resume=resume, overwrite=overwrite, timeout=timeout)
+    click.echo((out / "tune.md").read_text(encoding="utf-8"))
     click.echo(f"written to {out}")
 
 

@@ -160,7 +160,7 @@ def variant_config(
     for key, value in (changes or {}).items():
         set_path(data, key, value, where=f"variant {variant!r}")
     weight = f"-a{alpha:g}" if variant in WEIGHTED_VARIANTS else ""
-    data.update(name=f"{base.name}-{variant}{weight}{_name_part(changes or {})}-s{seed}", seed=seed)
+    data.update(name=f"{base.name}-{variant}{weight}{_name_part(changes or {})}-s{seed}", seed=seed, tune=None)
     return config_from_dict(data, source=f"variant {variant!r}")
 
 

@@ -162,6 +162,19 @@ class TrainConfig:
     ssl: SSLConfig = SSLConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
+    tune: dict[str, Any] | None = attrs.field(default=None)
+    """``augkit tune``'s search, the ``[tune]`` table (see `augkit.train.tune`); checked when
+    the config is read, ignored by training."""
+
+    @tune.validator
+    def _check_tune(self, attribute: attrs.Attribute, value: dict[str, Any] | None) -> None:
+        if value:
+            from augkit.train.tune import TuneConfig
+
+            try:
+                TuneConfig.from_dict(value)
+            except (ConfigError, UnknownNameError) as error:
+                raise ValueError(f"tune: {error}") from None
 
     @output_dir.validator
     def _check_output_dir(self, attribute: attrs.Attribute, value: str) -> None:
