@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import click
 
 from augkit.data import ItemTable, load_movielens_items, load_movielens_rating_counts, read_item_table

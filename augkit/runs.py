@@ -30,7 +30,7 @@ from torch import nn
 from augkit.batch import FeatureBatch
 from augkit.data.dataset import RecDataset
 from augkit.data.keys import DataKeys, KeyIndex, UnknownKeyError, load_with_keys
-from augkit.data.splits import Split, split_interactions
+from augkit.data.splits import Split
 from augkit.errors import AugkitError, CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
 from augkit.random import generator_for
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
@@ -177,7 +177,7 @@ def load_run(
     from augkit.train.config import config_from_dict
     from augkit.train.device import resolve_device
     from augkit.train.history import with_history
-    from augkit.train.run import STREAM_SPLIT, build_model
+    from augkit.train.run import build_model, split_for
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -207,13 +207,7 @@ def load_run(
         except TypeError:  # an error type with another signature (UnknownNameError)
             wrapped = RunError(message)
         raise wrapped from None
-    split = split_interactions(
-        dataset,
-        test_fraction=config.data.test_fraction,
-        valid_fraction=config.data.valid_fraction,
-        cold_fraction=config.data.cold_fraction,
-        generator=generator_for(config.seed, STREAM_SPLIT),
-    )
+    split = split_for(config, dataset)
     queries = with_history(
         dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
     )

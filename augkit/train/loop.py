@@ -26,14 +26,21 @@ from tqdm.auto import tqdm
 from augkit import distributed
 from augkit.augmentation import check_pair
 from augkit.batch import FeatureBatch
-from augkit.errors import AugkitError, CheckpointError, ConfigError, PluginCallError, RunDirectoryError, TrainingError
+from augkit.errors import (
+    AugkitError,
+    CheckpointError,
+    ConfigError,
+    PluginCallError,
+    RunDirectoryError,
+    TrainingError,
+)
 from augkit.registry import Registration, get_registry
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from augkit.train.config import TrainConfig, config_to_dict, dump_config
 from augkit.train.device import place, resolve_device
 from augkit.train.logbook import HISTORY_NAME, STEPS_NAME, TensorBoard, write_csv
-from augkit.train.rundir import hold
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
+from augkit.train.rundir import hold
 
 log = logging.getLogger("augkit.train")
 

@@ -9,8 +9,8 @@ import attrs
 import torch
 from torch import nn
 
-from augkit.augmentation import Augmentation, PairAugmentation
 from augkit import distributed
+from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
 from augkit.compose import TwoViews, from_config
 from augkit.data.dataset import RecDataset
@@ -70,6 +70,17 @@ class RunParts:
     """`TowerStep` over ``model`` (in DDP when distributed): the step's one forward."""
 
 
+def split_for(config: TrainConfig, dataset: RecDataset) -> Split:
+    """The run's train / validation / test split of `dataset` (seeded by ``config.seed``)."""
+    return split_interactions(
+        dataset,
+        test_fraction=config.data.test_fraction,
+        valid_fraction=config.data.valid_fraction,
+        cold_fraction=config.data.cold_fraction,
+        generator=generator_for(config.seed, STREAM_SPLIT),
+    )
+
+
 def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunParts:
     """Load data, split it and build towers, losses and augmentations from `config`."""
     dataset = dataset if dataset is not None else load_dataset(config)
@@ -78,13 +89,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         raise ConfigError(
             f"eval.ks: k={too_large[0]} exceeds the {dataset.num_items} items of data set {dataset.name!r}"
         )
-    split = split_interactions(
-        dataset,
-        test_fraction=config.data.test_fraction,
-        valid_fraction=config.data.valid_fraction,
-        cold_fraction=config.data.cold_fraction,
-        generator=generator_for(config.seed, STREAM_SPLIT),
-    )
+    split = split_for(config, dataset)
     if len(split.train) == 0:
         raise ConfigError(
             f"data set {dataset.name!r} leaves no training events after the split "
