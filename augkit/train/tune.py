@@ -287,7 +287,10 @@ def run_tune(
     A trial whose training diverges (`TrainingError`) is recorded as failed and counts; a trial
     cut off by an interrupted process is marked failed and its parameters are tried again first.
     """
-    import optuna
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("augkit tune needs Optuna: pip install 'augkit[tune]' (or optuna>=3.6)") from None
     from optuna.trial import TrialState
 
     from augkit.train.compare import fit, variant_overrides
