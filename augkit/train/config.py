@@ -73,6 +73,15 @@ class MainTaskConfig:
     temperature: float = attrs.field(default=0.05, validator=_temperature)
     logq: str = attrs.field(default="count", validator=one_of("none", "count", "streaming"))
     """Sampling-probability estimate for the logQ correction (Yi et al., RecSys 2019)."""
+    stream_count: str = attrs.field(default="distinct", validator=one_of("distinct", "occurrences"))
+    """``logq = "streaming"``: update once per distinct id of a batch, or at every occurrence
+    (Yi et al.'s Algorithm 1, an estimate of expected occurrences per step)."""
+    logq_correction: str = attrs.field(default="standard", validator=one_of("standard", "corrected"))
+    """``standard``: every column's logit minus its log q; ``corrected`` (Khrylchenko et al.,
+    RecSys 2025): the positive's logit stays uncorrected."""
+    uniform_negatives: int = attrs.field(default=0, validator=integer(0))
+    """Mixed negative sampling (Yang et al., WWW 2020): this many items drawn uniformly from the
+    corpus each step join the in-batch negatives, with the mixture's logQ (0: in-batch only)."""
     feature_dropout: float = attrs.field(default=0.0, validator=number(0, high=1, open_high=True))
     """FD baseline: mask each item feature of the main task with this probability."""
     spread_out: float = attrs.field(default=0.0, validator=_weight)

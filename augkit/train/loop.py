@@ -181,17 +181,29 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         )
         ssl_items, ssl_sizes = distributed.shard(global_ssl)
         views = (_part(views[0], ssl_sizes), _part(views[1], ssl_sizes))
+    negative_items = negatives = None
+    if config.main.uniform_negatives:
+        negative_items = torch.randint(
+            parts.dataset.num_items, (config.main.uniform_negatives,), generator=generator, device=generator.device
+        ).to(device, non_blocking=True)
+        negatives = parts.dataset.items.select(negative_items)
     with _autocast(parts, device):
-        query, item, z1, z2 = parts.towers(query_batch, item_batch, views)
+        query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
     query, item = query.float(), item.float()
-    log_q = None
+    log_q = negative_log_q = None
     if parts.frequency is not None:
         sampler = origins["frequency"].describe()
         if config.main.logq == "streaming":
             _under_contract(lambda e: sampler, step, lambda: parts.frequency.update(global_items))
-        log_q = _check_log_prob(
-            _under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(items)), sampler, step, items
-        )
+
+        def log_prob(ids: torch.Tensor) -> torch.Tensor:
+            value = _under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(ids))
+            return _candidates_log_q(config, _check_log_prob(value, sampler, step, ids), len(rows), parts.dataset.num_items)
+
+        log_q = log_prob(items)
+        negative_log_q = None if negative_items is None else log_prob(negative_items)
+    if negative is not None:
+        extra = {**extra, "negatives": negative.float(), "negative_ids": negative_items, "negative_log_q": negative_log_q}
 
     def loss(term: str, call: Callable[[], Any]) -> torch.Tensor:
         who = origins[term].describe()
@@ -208,6 +220,23 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         ssl = loss("ssl", lambda: parts.ssl_loss(z1.float(), z2.float(), item_ids=ssl_items, **ssl_extra))
         total = total + config.ssl.alpha * ssl
     return StepLosses(total, main, ssl, spread)
+
+
+def _candidates_log_q(config: TrainConfig, log_q: torch.Tensor, batch_size: int, num_items: int) -> torch.Tensor:
+    """The log q the main loss subtracts: the estimator's, turned into the log of an item's
+    expected count among a step's candidates when that matters (mixed negatives, where in-batch
+    and uniform draws add up, and the corrected logQ, where a constant shift does not cancel).
+    The count estimate is per draw; the streaming ones are per batch."""
+    per = "draw" if config.main.logq == "count" else "batch"
+    if config.main.uniform_negatives:
+        from augkit_samplers import mixture_log_q
+
+        return mixture_log_q(
+            log_q, batch_size=batch_size, num_uniform=config.main.uniform_negatives, num_items=num_items, per=per
+        )
+    if config.main.logq_correction == "corrected" and per == "draw":
+        return log_q + math.log(batch_size)
+    return log_q
 
 
 def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:

@@ -106,9 +106,15 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         frequency = registry.create("sampler", "count", {"num_items": dataset.num_items}).fit(train_counts)
     elif config.main.logq == "streaming":
         hash_size = 1 << max(dataset.num_items - 1, 1).bit_length()
-        frequency = registry.create("sampler", "streaming", {"hash_size": hash_size})
+        frequency = registry.create(
+            "sampler", "streaming", {"hash_size": hash_size, "count": config.main.stream_count}
+        )
     gather = {"gather": config.main.gather if config.main.gather is not None else distributed.world_size() > 1}
-    main_loss = registry.create("loss", "batch_softmax", {"temperature": config.main.temperature, **gather})
+    main_loss = registry.create(
+        "loss",
+        "batch_softmax",
+        {"temperature": config.main.temperature, "logq_correction": config.main.logq_correction, **gather},
+    )
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
         ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature, **gather})
@@ -147,12 +153,17 @@ class TowerStep(nn.Module):
         self.model = model
 
     def forward(
-        self, queries: FeatureBatch, items: FeatureBatch, views: tuple[FeatureBatch, FeatureBatch] | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        query, item = self.model["query"](queries), self.model["item"](items)
-        if views is None:
-            return query, item, None, None
-        return query, item, self.model["item"](views[0]), self.model["item"](views[1])
+        self,
+        queries: FeatureBatch,
+        items: FeatureBatch,
+        views: tuple[FeatureBatch, FeatureBatch] | None,
+        negatives: FeatureBatch | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        """Query, item, the two views' and the extra negatives' embeddings (None where absent)."""
+        tower = self.model["item"]
+        query, item = self.model["query"](queries), tower(items)
+        z1, z2 = (None, None) if views is None else (tower(views[0]), tower(views[1]))
+        return query, item, z1, z2, None if negatives is None else tower(negatives)
 
 
 def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch) -> nn.ModuleDict:
