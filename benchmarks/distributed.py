@@ -124,7 +124,7 @@ _SCALE_CODE = """
 import json, sys, time, torch
 from augkit.data.synthetic import make_synthetic
 from augkit.train import build_run, config_from_dict
-from augkit.train.loop import train_step
+from augkit.train.step import train_step
 from augkit.train.run import STREAM_STEP, generator_for
 from benchmarks.memory import _status_bytes
 items, users, events, steps = map(int, sys.argv[1:5])

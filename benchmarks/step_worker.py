@@ -23,7 +23,7 @@ def main() -> None:
     import torch
 
     from augkit.train import build_run, config_from_dict
-    from augkit.train.loop import train_step
+    from augkit.train.step import train_step
     from augkit.train.run import STREAM_STEP, generator_for
 
     parts = build_run(config_from_dict({"progress": False, "main": {"batch_size": batch}, "ssl": {"batch_size": batch}}))

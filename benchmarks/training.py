@@ -17,7 +17,7 @@ import torch
 
 from augkit.data.synthetic import make_synthetic
 from augkit.train import RunParts, build_run, config_from_dict
-from augkit.train.loop import train_step
+from augkit.train.step import train_step
 from benchmarks.profiles import TARGET_TRAIN_BATCH, Profile
 from benchmarks.report import CaseResult, Series, Target, profile_evidence, ratio, seconds
 from benchmarks.timing import time_side_by_side

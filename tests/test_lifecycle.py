@@ -115,7 +115,8 @@ def test_device_that_is_not_here_is_a_one_line_error(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none here")
 def test_cuda_training_has_no_host_syncs_in_the_step(tmp_path):
-    from augkit.train.loop import prepare, train_step
+    from augkit.train.loop import prepare
+    from augkit.train.step import train_step
     from augkit.train.run import STREAM_STEP, generator_for
 
     parts = prepare(small(tmp_path, device="cuda"), None)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from augkit.train import build_run, config_from_dict
-from augkit.train.loop import train_step
+from augkit.train.step import train_step
 from augkit.train.run import STREAM_STEP, generator_for
 
 

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,44 +24,20 @@ import torch
 from tqdm.auto import tqdm
 
 from augkit import distributed
-from augkit.augmentation import check_pair
-from augkit.batch import FeatureBatch
-from augkit.errors import (
-    AugkitError,
-    CheckpointError,
-    ConfigError,
-    PluginCallError,
-    RunDirectoryError,
-    TrainingError,
-)
-from augkit.registry import Registration, get_registry
+from augkit.errors import AugkitError, CheckpointError, ConfigError, RunDirectoryError, TrainingError
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from augkit.train.config import TrainConfig, config_to_dict, dump_config
 from augkit.train.device import place, resolve_device
 from augkit.train.logbook import HISTORY_NAME, STEPS_NAME, TensorBoard, write_csv
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
 from augkit.train.rundir import hold
+from augkit.train.step import TERMS, train_step
 
 log = logging.getLogger("augkit.train")
 
-TERMS = ("total", "main", "ssl", "spread_out")
-"""The loss terms, in the order of the loop's loss sums."""
 STREAM_VALID = 5
 RESUMABLE_KEYS = frozenset({"epochs", "progress", "device", "threads"})
 """Config keys a ``--resume`` may change: they do not change what a step computes."""
-
-
-@attrs.frozen
-class StepLosses:
-    total: torch.Tensor
-    main: torch.Tensor
-    ssl: torch.Tensor | None
-    spread_out: torch.Tensor | None
-
-    def stacked(self) -> torch.Tensor:
-        """``FloatTensor[4]`` of `TERMS` (0 for an absent term), detached, in float64."""
-        zero = torch.zeros((), device=self.total.device)
-        return torch.stack([(t if t is not None else zero).detach().double() for t in attrs.astuple(self, recurse=False)])
 
 
 @attrs.frozen(eq=False)
@@ -76,183 +52,6 @@ class TrainResult:
     best: dict[str, Any] | None = None
     """``{"epoch", "step", "monitor", "score", "metrics"}`` of the best validation, or None."""
     stopped_early: bool = False
-
-
-# -- plugins, called under contract ------------------------------------------------------------
-def _origins(config: TrainConfig) -> dict[str, Registration]:
-    """The registrations behind the run's losses and sampler, by loss term."""
-    registry = get_registry()
-    wanted = {"main": ("loss", "batch_softmax"), "ssl": ("loss", "info_nce"), "spread_out": ("loss", "spread_out")}
-    if config.main.logq != "none":
-        wanted["frequency"] = ("sampler", config.main.logq)
-    return {term: registry.get(*what) for term, what in wanted.items()}
-
-
-def _augmentations(config: Mapping[str, Any]) -> list[Registration]:
-    """The registrations of every augmentation an augmentation config names."""
-    registry, found, pending = get_registry(), [], [config]
-    while pending:
-        node = pending.pop()
-        name = node.get("name")
-        if name not in ("two_views", "sequential"):
-            found.append(registry.get("augmentation", name))
-        for value in node.get("params", {}).values():
-            pending += [c for c in (value if isinstance(value, list) else [value]) if isinstance(c, dict) and "name" in c]
-    return found
-
-
-def _culprit(candidates: list[Registration], error: BaseException) -> str:
-    """The registration whose code raised `error` (its innermost frame in a candidate's
-    package, or a name in the message), else every candidate."""
-    frames, tb = [], error.__traceback__
-    while tb is not None:
-        frames.append(str(tb.tb_frame.f_globals.get("__name__", "")))
-        tb = tb.tb_next
-    for module in reversed(frames):
-        for registration in candidates:
-            if registration.package and module.partition(".")[0] == registration.package and registration.package != "augkit":
-                return registration.describe()
-    named = [r for r in candidates if f"{r.name!r}" in str(error)]
-    return " or ".join(r.describe() for r in (named or candidates))
-
-
-def _under_contract(who: Callable[[BaseException], str], step: int, call: Callable[[], Any]) -> Any:
-    """``call()``; any exception becomes a `PluginCallError` naming `who` and the step."""
-    try:
-        return call()
-    except KeyboardInterrupt:
-        raise
-    except Exception as error:
-        raise PluginCallError(f"step {step}: {who(error)} failed: {type(error).__name__}: {error}") from error
-
-
-def _check_scalar(value: Any, who: str, step: int, device: torch.device) -> torch.Tensor:
-    if not (isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point() and value.device == device):
-        got = f"a tensor of shape {list(value.shape)}, {value.dtype} on {value.device}" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
-        raise PluginCallError(f"step {step}: {who} returned {got}; expected a 0-dim floating tensor on {device}")
-    return value
-
-
-def _check_log_prob(value: Any, who: str, step: int, items: torch.Tensor) -> torch.Tensor:
-    ok = isinstance(value, torch.Tensor) and value.shape == items.shape and value.is_floating_point()
-    if not ok or value.device != items.device:
-        got = f"a tensor of shape {list(value.shape)}, {value.dtype} on {value.device}" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
-        raise PluginCallError(f"step {step}: {who} log_prob returned {got}; expected floats of shape {list(items.shape)} on {items.device}")
-    return value
-
-
-# -- one step ------------------------------------------------------------------------------------
-def _autocast(parts: RunParts, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if parts.config.precision == "bf16-mixed":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, *, step: int = 0) -> StepLosses:
-    """Losses of one step on the global batch `rows` (``LongTensor[b]`` into the train log, on
-    the run's device, the same on every process).
-
-    In a process group each process takes its part of `rows` (`augkit.distributed.shard`)
-    and of the SSL item batch; random draws are made on the global batch with the same
-    generator everywhere, so the views equal one process's. Plugin calls are checked: an
-    exception or an off-contract return is a `PluginCallError` naming the plugin's
-    distribution and `step`."""
-    config, train = parts.config, parts.split.train
-    device = parts.queries.device
-    origins = _origins(config)
-    local, sizes = distributed.shard(rows)
-    gathering = distributed.is_distributed() and getattr(parts.main_loss, "gather", False)
-    extra = {"sizes": sizes} if gathering else {}
-    users, items, global_items = train.users[local], train.items[local], train.items[rows]
-    query_batch = parts.queries.select(users)
-    item_batch = parts.dataset.items.select(global_items)
-    if parts.feature_dropout is not None:
-        item_batch = parts.feature_dropout(item_batch, generator=generator)
-    item_batch = _part(item_batch, sizes)
-    views = ssl_items = ssl_sizes = None
-    if parts.ssl_loss is not None:
-        global_ssl = _uniform_items(parts, generator)
-        batch = parts.dataset.items.select(global_ssl)
-        candidates = _augmentations(config.ssl.augmentation)
-        views = _under_contract(
-            lambda e: "ssl.augmentation: " + _culprit(candidates, e),
-            step,
-            lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
-        )
-        ssl_items, ssl_sizes = distributed.shard(global_ssl)
-        views = (_part(views[0], ssl_sizes), _part(views[1], ssl_sizes))
-    negative_items = negatives = None
-    if config.main.uniform_negatives:
-        negative_items = torch.randint(
-            parts.dataset.num_items, (config.main.uniform_negatives,), generator=generator, device=generator.device
-        ).to(device, non_blocking=True)
-        negatives = parts.dataset.items.select(negative_items)
-    with _autocast(parts, device):
-        query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
-    query, item = query.float(), item.float()
-    log_q = negative_log_q = None
-    if parts.frequency is not None:
-        sampler = origins["frequency"].describe()
-        if config.main.logq == "streaming":
-            _under_contract(lambda e: sampler, step, lambda: parts.frequency.update(global_items))
-
-        def log_prob(ids: torch.Tensor) -> torch.Tensor:
-            value = _under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(ids))
-            return _candidates_log_q(config, _check_log_prob(value, sampler, step, ids), len(rows), parts.dataset.num_items)
-
-        log_q = log_prob(items)
-        negative_log_q = None if negative_items is None else log_prob(negative_items)
-    if negative is not None:
-        extra = {**extra, "negatives": negative.float(), "negative_ids": negative_items, "negative_log_q": negative_log_q}
-
-    def loss(term: str, call: Callable[[], Any]) -> torch.Tensor:
-        who = origins[term].describe()
-        return _check_scalar(_under_contract(lambda e: who, step, call), who, step, device)
-
-    main = loss("main", lambda: parts.main_loss(query, item, item_ids=items, log_q=log_q, **extra))
-    total = main
-    spread = ssl = None
-    if parts.spread_out is not None:
-        spread = loss("spread_out", lambda: parts.spread_out(item, item_ids=items, **extra))
-        total = total + config.main.spread_out * spread
-    if parts.ssl_loss is not None:
-        ssl_extra = {"sizes": ssl_sizes} if gathering else {}
-        ssl = loss("ssl", lambda: parts.ssl_loss(z1.float(), z2.float(), item_ids=ssl_items, **ssl_extra))
-        total = total + config.ssl.alpha * ssl
-    return StepLosses(total, main, ssl, spread)
-
-
-def _candidates_log_q(config: TrainConfig, log_q: torch.Tensor, batch_size: int, num_items: int) -> torch.Tensor:
-    """The log q the main loss subtracts: the estimator's, turned into the log of an item's
-    expected count among a step's candidates when that matters (mixed negatives, where in-batch
-    and uniform draws add up, and the corrected logQ, where a constant shift does not cancel).
-    The count estimate is per draw; the streaming ones are per batch."""
-    per = "draw" if config.main.logq == "count" else "batch"
-    if config.main.uniform_negatives:
-        from augkit_samplers import mixture_log_q
-
-        return mixture_log_q(
-            log_q, batch_size=batch_size, num_uniform=config.main.uniform_negatives, num_items=num_items, per=per
-        )
-    if config.main.logq_correction == "corrected" and per == "draw":
-        return log_q + math.log(batch_size)
-    return log_q
-
-
-def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:
-    """This process's rows of a global `batch` split into parts of `sizes` (all of it alone)."""
-    if len(sizes) == 1:
-        return batch
-    start = sum(sizes[: distributed.rank()])
-    return batch.select(torch.arange(start, start + sizes[distributed.rank()], device=batch.device))
-
-
-def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
-    """``LongTensor[ssl.batch_size]`` of distinct items drawn uniformly from the corpus."""
-    num_items = parts.dataset.num_items
-    size = min(parts.config.ssl.batch_size, num_items)
-    items = torch.randperm(num_items, generator=generator, device=generator.device)[:size]
-    return items.to(parts.dataset.items.device, non_blocking=True)
 
 
 def _parameters(parts: RunParts) -> list[torch.nn.Parameter]:

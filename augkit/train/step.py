@@ -1,0 +1,153 @@
+"""One training step: ``L_main + alpha * L_self`` on a global batch, this process's part of it."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import torch
+
+from augkit import distributed
+from augkit.augmentation import check_pair
+from augkit.batch import FeatureBatch
+from augkit.train.config import TrainConfig
+from augkit.train.contracts import (
+    augmentations,
+    check_log_prob,
+    check_scalar,
+    culprit,
+    origins,
+    under_contract,
+)
+from augkit.train.run import RunParts
+
+TERMS = ("total", "main", "ssl", "spread_out")
+"""The loss terms, in the order of `StepLosses` and of the loop's loss sums."""
+
+@attrs.frozen
+class StepLosses:
+    total: torch.Tensor
+    main: torch.Tensor
+    ssl: torch.Tensor | None
+    spread_out: torch.Tensor | None
+
+    def stacked(self) -> torch.Tensor:
+        """``FloatTensor[4]`` of `TERMS` (0 for an absent term), detached, in float64."""
+        zero = torch.zeros((), device=self.total.device)
+        return torch.stack([(t if t is not None else zero).detach().double() for t in attrs.astuple(self, recurse=False)])
+
+
+def _autocast(parts: RunParts, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if parts.config.precision == "bf16-mixed":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, *, step: int = 0) -> StepLosses:
+    """Losses of one step on the global batch `rows` (``LongTensor[b]`` into the train log, on
+    the run's device, the same on every process).
+
+    In a process group each process takes its part of `rows` (`augkit.distributed.shard`)
+    and of the SSL item batch; random draws are made on the global batch with the same
+    generator everywhere, so the views equal one process's. Plugin calls are checked: an
+    exception or an off-contract return is a `PluginCallError` naming the plugin's
+    distribution and `step`."""
+    config, train = parts.config, parts.split.train
+    device = parts.queries.device
+    called = origins(config)
+    local, sizes = distributed.shard(rows)
+    gathering = distributed.is_distributed() and getattr(parts.main_loss, "gather", False)
+    extra = {"sizes": sizes} if gathering else {}
+    users, items, global_items = train.users[local], train.items[local], train.items[rows]
+    query_batch = parts.queries.select(users)
+    item_batch = parts.dataset.items.select(global_items)
+    if parts.feature_dropout is not None:
+        item_batch = parts.feature_dropout(item_batch, generator=generator)
+    item_batch = _part(item_batch, sizes)
+    views = ssl_items = ssl_sizes = None
+    if parts.ssl_loss is not None:
+        global_ssl = _uniform_items(parts, generator)
+        batch = parts.dataset.items.select(global_ssl)
+        candidates = augmentations(config.ssl.augmentation)
+        views = under_contract(
+            lambda e: "ssl.augmentation: " + culprit(candidates, e),
+            step,
+            lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
+        )
+        ssl_items, ssl_sizes = distributed.shard(global_ssl)
+        views = (_part(views[0], ssl_sizes), _part(views[1], ssl_sizes))
+    negative_items = negatives = None
+    if config.main.uniform_negatives:
+        negative_items = torch.randint(
+            parts.dataset.num_items, (config.main.uniform_negatives,), generator=generator, device=generator.device
+        ).to(device, non_blocking=True)
+        negatives = parts.dataset.items.select(negative_items)
+    with _autocast(parts, device):
+        query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
+    query, item = query.float(), item.float()
+    log_q = negative_log_q = None
+    if parts.frequency is not None:
+        sampler = called["frequency"].describe()
+        if config.main.logq == "streaming":
+            under_contract(lambda e: sampler, step, lambda: parts.frequency.update(global_items))
+
+        def log_prob(ids: torch.Tensor) -> torch.Tensor:
+            value = under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(ids))
+            return _candidates_log_q(config, check_log_prob(value, sampler, step, ids), len(rows), parts.dataset.num_items)
+
+        log_q = log_prob(items)
+        negative_log_q = None if negative_items is None else log_prob(negative_items)
+    if negative is not None:
+        extra = {**extra, "negatives": negative.float(), "negative_ids": negative_items, "negative_log_q": negative_log_q}
+
+    def loss(term: str, call: Callable[[], Any]) -> torch.Tensor:
+        who = called[term].describe()
+        return check_scalar(under_contract(lambda e: who, step, call), who, step, device)
+
+    main = loss("main", lambda: parts.main_loss(query, item, item_ids=items, log_q=log_q, **extra))
+    total = main
+    spread = ssl = None
+    if parts.spread_out is not None:
+        spread = loss("spread_out", lambda: parts.spread_out(item, item_ids=items, **extra))
+        total = total + config.main.spread_out * spread
+    if parts.ssl_loss is not None:
+        ssl_extra = {"sizes": ssl_sizes} if gathering else {}
+        ssl = loss("ssl", lambda: parts.ssl_loss(z1.float(), z2.float(), item_ids=ssl_items, **ssl_extra))
+        total = total + config.ssl.alpha * ssl
+    return StepLosses(total, main, ssl, spread)
+
+
+def _candidates_log_q(config: TrainConfig, log_q: torch.Tensor, batch_size: int, num_items: int) -> torch.Tensor:
+    """The log q the main loss subtracts: the estimator's, turned into the log of an item's
+    expected count among a step's candidates when that matters (mixed negatives, where in-batch
+    and uniform draws add up, and the corrected logQ, where a constant shift does not cancel).
+    The count estimate is per draw; the streaming ones are per batch."""
+    per = "draw" if config.main.logq == "count" else "batch"
+    if config.main.uniform_negatives:
+        from augkit_samplers import mixture_log_q
+
+        return mixture_log_q(
+            log_q, batch_size=batch_size, num_uniform=config.main.uniform_negatives, num_items=num_items, per=per
+        )
+    if config.main.logq_correction == "corrected" and per == "draw":
+        return log_q + math.log(batch_size)
+    return log_q
+
+
+def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:
+    """This process's rows of a global `batch` split into parts of `sizes` (all of it alone)."""
+    if len(sizes) == 1:
+        return batch
+    start = sum(sizes[: distributed.rank()])
+    return batch.select(torch.arange(start, start + sizes[distributed.rank()], device=batch.device))
+
+
+def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
+    """``LongTensor[ssl.batch_size]`` of distinct items drawn uniformly from the corpus."""
+    num_items = parts.dataset.num_items
+    size = min(parts.config.ssl.batch_size, num_items)
+    items = torch.randperm(num_items, generator=generator, device=generator.device)[:size]
+    return items.to(parts.dataset.items.device, non_blocking=True)
