@@ -472,6 +472,8 @@ def recommend(
     from augkit.runs import load_run
 
     asked = [(key, "--user") for key in users] + (_keys_file(users_file) if users_file else [])
+    if not asked and users_file:
+        raise click.ClickException(f"--users-file {str(users_file)!r} lists no user keys (one per line; # comments)")
     if not asked:
         raise click.UsageError("give --user KEY (repeatable) or --users-file PATH")
     loaded = load_run(run, checkpoint=checkpoint)

@@ -945,3 +945,70 @@ def test_a_stale_mi_through_the_api(work: Workdir, other_mi: dict[str, Any]) -> 
     with pytest.raises(ConfigError, match=r"stale.*allow_stale_mi"):
         train(config)
     assert not work.output_dir.exists()
+
+
+# -- found by the hostile rerun: each once silent or misleading --------------------------------
+def test_tables_without_source_tables_is_refused_not_ignored():
+    from augkit.errors import ConfigError
+    from augkit.train import config_from_dict
+
+    with pytest.raises(ConfigError, match=r"tables is set but source is 'synthetic'.*source = \"tables\""):
+        config_from_dict({"data": {"tables": {"interactions": {"path": "x.csv", "user": "u", "item": "i"}}}})
+
+
+def test_an_augmentation_that_does_not_fit_the_items_is_refused_before_the_run_directory(tmp_path):
+    from augkit.errors import ConfigError
+    from augkit.train import config_from_dict, train
+
+    config = config_from_dict({
+        "output_dir": str(tmp_path / "runs"), "progress": False,
+        "ssl": {"augmentation": {"name": "dropout", "params": {"features": ["colour"]}}},
+    })
+    with pytest.raises(ConfigError, match=r"ssl.augmentation does not fit the item features .*'colour'"):
+        train(config)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_directory_named_as_a_table_file_is_called_a_directory(tmp_path):
+    from augkit.data.tables import read_tables
+    from augkit.errors import ConfigError
+
+    (tmp_path / "adir.csv").mkdir()
+    with pytest.raises(ConfigError, match="is a directory; expected a file"):
+        read_tables({"interactions": {"path": str(tmp_path / "adir.csv"), "user": "u", "item": "i"}})
+
+
+def test_a_cell_longer_than_the_csv_module_limit_in_an_unused_column_is_read(tmp_path):
+    from augkit.data.tables import read_tables
+
+    (tmp_path / "log.csv").write_text("u,i\n1,10\n2,11\n")
+    (tmp_path / "items.csv").write_text(f"i,genre,notes\n10,a,{'x' * 200_000}\n11,b,short\n")
+    loaded = read_tables({
+        "interactions": {"path": str(tmp_path / "log.csv"), "user": "u", "item": "i"},
+        "items": [{"path": str(tmp_path / "items.csv"), "key": "i",
+                   "features": {"genre": {"type": "categorical", "column": "genre"}}}],
+    })
+    assert loaded.dataset.num_items == 2
+    import csv
+
+    assert csv.field_size_limit() == 131072  # the process-wide limit is restored
+
+
+def test_a_stale_checkpoint_temp_file_of_a_killed_write_is_removed(tmp_path):
+    from augkit.train.rundir import hold
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".checkpoint.pt.123.abcd.tmp").write_bytes(b"half")
+    with hold(run_dir, resume=True, overwrite=False):
+        assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_an_empty_users_file_is_named(tmp_path):
+    from click.testing import CliRunner
+
+    from augkit.cli import main
+
+    (tmp_path / "users.txt").write_text("# nobody\n\n")
+    result = CliRunner().invoke(main, ["recommend", str(tmp_path), "--users-file", str(tmp_path / "users.txt")])
+    assert result.exit_code == 1 and "users.txt' lists no user keys" in result.output

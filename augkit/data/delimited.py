@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, NoReturn, TypeVar
@@ -82,6 +83,7 @@ def read_delimited(file: Path, *, delimiter: str, encoding: str, header: bool, s
     record with another number of fields than the header (or the first record), an unterminated
     quote (at the line where it opens), a header but an empty file.
     """
+    limit = csv.field_size_limit(sys.maxsize)  # a long cell, wanted or not, is not an error
     try:
         with file.open(newline="", encoding=text_encoding(encoding)) as handle:
             return _stream(file, _Lines(handle), delimiter, header, select)
@@ -89,6 +91,8 @@ def read_delimited(file: Path, *, delimiter: str, encoding: str, header: bool, s
         raise ConfigError(f"cannot read {str(file)!r}: {error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{str(file)!r} is not {encoding} text ({error}); set encoding") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _stream(file: Path, lines: _Lines, delimiter: str, header: bool, select: Select[K]) -> Columns:

@@ -426,6 +426,8 @@ def _resolve(file: Path, names: Sequence[str] | None, width: int, column: Column
 
 def _read(source: Source, columns: Sequence[Column]) -> _Table:
     """The wanted `columns` of `source`; errors name the file and line."""
+    if source.path.is_dir():
+        _fail(f"table file {str(source.path)!r} is a directory; expected a file")
     if not source.path.is_file():
         _fail(f"table file {str(source.path)!r} does not exist")
     return _read_parquet(source, columns) if source.is_parquet else _read_text(source, columns)

@@ -50,6 +50,11 @@ class DataConfig:
                 raise ValueError(f"data.tables: {error}") from None
 
     def __attrs_post_init__(self) -> None:
+        if self.tables and self.source != "tables":
+            raise ValueError(
+                f"tables is set but source is {self.source!r}, so the tables would be ignored; "
+                'set source = "tables" (or remove [data.tables])'
+            )
         if self.test_fraction + self.valid_fraction >= 1:
             raise ValueError(
                 f"test_fraction + valid_fraction must be < 1, got {self.test_fraction} + {self.valid_fraction}"

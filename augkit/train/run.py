@@ -123,6 +123,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         )
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
         augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
+        _check_fits(augmentation, dataset.items, resolved)
     spread_out = registry.create("loss", "spread_out", gather) if config.main.spread_out > 0 else None
     feature_dropout = None
     if config.main.feature_dropout > 0:
@@ -194,6 +195,22 @@ def _two_view(augmentation: Any, config: dict[str, Any]) -> TwoViews | PairAugme
         f"ssl.augmentation {config.get('name')!r} is a {type(augmentation).__name__}, not an "
         "augmentation: the SSL task needs an Augmentation, a PairAugmentation or two_views"
     )
+
+
+def _check_fits(augmentation: TwoViews | PairAugmentation, items: FeatureBatch, config: dict[str, Any]) -> None:
+    """`ConfigError` unless `augmentation` gives views of a few items of the corpus: a feature
+    it names that the items lack, or a feature kind it needs (a bag to drop values from), is
+    found before the run directory is touched, not at step 0."""
+    from augkit.train.contracts import augmentations, culprit
+
+    sample = items.select(torch.arange(min(8, items.batch_size), device=items.device))
+    try:
+        augmentation(sample, generator=torch.Generator().manual_seed(0))
+    except Exception as error:
+        raise ConfigError(
+            f"ssl.augmentation does not fit the item features ({', '.join(items.schema.names)}): "
+            f"{culprit(augmentations(config), error)}: {type(error).__name__}: {error}"
+        ) from None
 
 
 def resolve_augmentation(

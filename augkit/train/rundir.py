@@ -37,6 +37,8 @@ def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     if not run_dir.is_dir():
         raise RunDirectoryError(f"run directory {str(run_dir)!r} is not a directory")
     with _locked(run_dir / LOCK_NAME):
+        for stale in run_dir.glob(".*.tmp"):  # a checkpoint write cut short by a killed process
+            stale.unlink()
         if not resume:
             found = [name for name in RESULTS if (run_dir / name).exists()]
             if found and not overwrite:
