@@ -24,6 +24,7 @@ def make_synthetic(
     num_topics: int = 16,
     mean_events: int = 30,
     popularity_exponent: float = 1.0,
+    exact: bool | None = None,
 ) -> RecDataset:
     """Build the synthetic data set from `seed` (numpy ``default_rng``; same seed, same data).
 
@@ -32,6 +33,12 @@ def make_synthetic(
     item's topic), ``price`` (10 buckets, independent of topic). Users: ``user_id``,
     ``segment`` (the user's favourite topic, 30% noise), ``age`` (8 buckets, noise). Each user
     clicks ~`mean_events` distinct items with probability ∝ popularity × taste(topic).
+
+    `exact` (default: when users × items ≤ `EXACT_LIMIT`) draws each user's distinct items
+    without replacement by Gumbel top-k over the dense ``[users, items]`` weights; otherwise
+    (corpora of millions) each event draws a topic with probability ∝ taste × the topic's
+    total popularity, then an item of that topic ∝ popularity: the same distribution per
+    draw, with replacement, repeated items of a user merged, in O(events) memory.
     """
     rng = np.random.default_rng(seed)
     topic = rng.integers(num_topics, size=num_items)
@@ -59,14 +66,10 @@ def make_synthetic(
 
     rank = rng.permutation(num_items) + 1
     popularity = rank.astype(np.float64) ** -popularity_exponent
-    weights = popularity[None, :] * taste[:, topic]  # [U, N]
     events = np.clip(rng.poisson(mean_events, size=num_users), 5, num_items // 2)
-    # Gumbel top-k: each user draws `events[u]` distinct items with probability ∝ weights.
-    keys = np.log(weights) + rng.gumbel(size=weights.shape)
-    top = np.argsort(-keys, axis=1)[:, : events.max()]
-    take = np.arange(events.max())[None, :] < events[:, None]
-    users = np.broadcast_to(np.arange(num_users)[:, None], top.shape)[take]
-    items = top[take]
+    exact = num_users * num_items <= EXACT_LIMIT if exact is None else exact
+    sample = _clicks_exact if exact else _clicks_by_topic
+    users, items = sample(rng, popularity, topic, taste, events)
     timestamps = rng.permutation(len(items))  # a random interleaving of the users' sessions
     order = np.lexsort((timestamps, users))
     timestamps[order] = np.sort(timestamps)  # each user's events in increasing time
@@ -100,6 +103,46 @@ def make_synthetic(
         torch.as_tensor(timestamps, dtype=torch.long),
     )
     return RecDataset(f"synthetic(seed={seed})", item_batch, user_batch, log)
+
+
+EXACT_LIMIT = 50_000_000
+"""`make_synthetic` draws clicks exactly (dense Gumbel top-k) up to this many user × item pairs."""
+
+
+def _clicks_exact(
+    rng: np.random.Generator, popularity: np.ndarray, topic: np.ndarray, taste: np.ndarray, events: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gumbel top-k: each user u draws `events[u]` distinct items with probability ∝
+    popularity × taste[u, topic]; (users, items) in user order."""
+    weights = popularity[None, :] * taste[:, topic]  # [U, N]
+    keys = np.log(weights) + rng.gumbel(size=weights.shape)
+    top = np.argsort(-keys, axis=1)[:, : events.max()]
+    take = np.arange(events.max())[None, :] < events[:, None]
+    users = np.broadcast_to(np.arange(taste.shape[0])[:, None], top.shape)[take]
+    return users, top[take]
+
+
+def _clicks_by_topic(
+    rng: np.random.Generator, popularity: np.ndarray, topic: np.ndarray, taste: np.ndarray, events: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distribution of `_clicks_exact` per draw in O(events): a topic ∝ taste × the
+    topic's total popularity, then an item of the topic ∝ popularity; a user's repeats merged."""
+    num_users, num_topics = taste.shape
+    by_topic = np.argsort(topic, kind="stable")
+    cumulative = np.cumsum(popularity[by_topic])
+    totals = np.bincount(topic, weights=popularity, minlength=num_topics)
+    starts = np.concatenate([[0.0], np.cumsum(totals)[:-1]])
+    users = np.repeat(np.arange(num_users), events)
+    # every user's cumulative topic distribution shifted by its index, so one search finds each
+    # event's topic: user u's draw lies in [u, u + 1)
+    shares = np.cumsum(taste * totals[None, :], axis=1)
+    shifted = (shares / shares[:, -1:] + np.arange(num_users)[:, None]).ravel()
+    draw = users + rng.random(users.size)
+    chosen = (np.searchsorted(shifted, draw, side="right") - users * num_topics).clip(0, num_topics - 1)
+    offset = starts[chosen] + rng.random(users.size) * totals[chosen]
+    items = by_topic[np.searchsorted(cumulative, offset, side="right").clip(max=topic.size - 1)]
+    pairs = np.unique(np.stack([users, items], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _dedupe_rows(ids: np.ndarray) -> np.ndarray:
