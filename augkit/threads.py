@@ -1,11 +1,13 @@
-"""augkit's thread policy: OpenMP workers that sleep when idle instead of spinning.
+"""augkit's thread policy: OpenMP workers that sleep when idle, and one core left free.
 
-torch's OpenMP threads spin-wait between parallel regions by default. On a machine where
-another process is busy, a spinning worker steals the core its peer needs, and a training step
-gets many times slower (measured here: 12-14x with one busy process on 2 cores). augkit sets
-``OMP_WAIT_POLICY=PASSIVE`` when it is imported before torch, unless the variable is already
-set (yours wins). ``docs/performance.md`` has the measurements, idle and under load; set
-``OMP_WAIT_POLICY=ACTIVE`` (or import torch first) to keep torch's default.
+torch runs one OpenMP thread per core and its workers spin-wait between parallel regions. When
+another process is busy, a worker loses its core and every parallel region waits for it, so a
+training step gets several times slower. augkit's policy, measured in ``docs/performance.md``:
+
+* ``OMP_WAIT_POLICY=PASSIVE`` when augkit is imported before torch, unless the variable is
+  set (yours wins; set ``OMP_WAIT_POLICY=ACTIVE`` or import torch first to keep torch's);
+* the trainer's ``threads = 0`` (the default) runs `default_threads` threads: ``OMP_NUM_THREADS``
+  when set, else one fewer than the cores (at least 1), so one busy process does not stall it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,15 @@ import os
 import sys
 
 WAIT_POLICY = "PASSIVE"
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` when it is set to a positive integer, else cores − 1 (at least 1)."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def apply() -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -34,6 +35,7 @@ IDLE_COST_TARGET = 1.10
 @attrs.frozen
 class Sizes:
     policy_steps: int
+    policy_repeats: int
     rank_steps: int
     scale: tuple[tuple[int, int, int], ...]
     """(items, users, mean events per user)."""
@@ -41,10 +43,11 @@ class Sizes:
 
 
 SIZES = {
-    "tiny": Sizes(policy_steps=5, rank_steps=3, scale=((2_000, 1_000, 20),), scale_steps=2),
-    "quick": Sizes(policy_steps=60, rank_steps=30, scale=((10_000, 5_000, 40), (100_000, 20_000, 100)), scale_steps=10),
+    "tiny": Sizes(policy_steps=5, policy_repeats=1, rank_steps=3, scale=((2_000, 1_000, 20),), scale_steps=2),
+    "quick": Sizes(policy_steps=60, policy_repeats=3, rank_steps=30, scale=((10_000, 5_000, 40), (100_000, 20_000, 100)), scale_steps=10),
     "full": Sizes(
         policy_steps=200,
+        policy_repeats=5,
         rank_steps=60,
         scale=((10_000, 5_000, 40), (100_000, 20_000, 100), (1_000_000, 200_000, 125)),
         scale_steps=20,
@@ -53,8 +56,8 @@ SIZES = {
 
 POLICIES = {
     "torch default": ("torch-first", {}),
-    "augkit default (PASSIVE)": ("augkit-first", {}),
-    "1 thread": ("augkit-first", {"OMP_NUM_THREADS": "1"}),
+    "augkit default (PASSIVE, cores - 1 threads)": ("augkit-first", {}),
+    "PASSIVE, every core": ("augkit-first", {"OMP_NUM_THREADS": str(os.cpu_count() or 1)}),
 }
 
 
@@ -157,18 +160,19 @@ def _scale(items: int, users: int, events: int, steps: int) -> dict[str, float]:
 
 def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
     sizes = SIZES[profile.name]
-    policy: dict[tuple[str, bool], float] = {}
-    for name in POLICIES:
-        for busy in (False, True):
-            log(f"distributed: {name}, {'one busy process' if busy else 'idle'}")
-            policy[name, busy] = _policy_step(name, busy, sizes.policy_steps)
+    samples: dict[tuple[str, bool], list[float]] = {(name, busy): [] for name in POLICIES for busy in (False, True)}
+    for repeat in range(sizes.policy_repeats):  # interleaved, so drifts of the machine hit every policy
+        for name, busy in samples:
+            log(f"distributed: {name}, {'one busy process' if busy else 'idle'} ({repeat + 1}/{sizes.policy_repeats})")
+            samples[name, busy].append(_policy_step(name, busy, sizes.policy_steps))
+    policy = {key: statistics.median(values) for key, values in samples.items()}
     log("distributed: 1 and 2 gloo processes")
     ranks = _processes(sizes.rank_steps)
     scale = {}
     for items, users, events in sizes.scale:
         log(f"distributed: scale, {items} items, {users * events} interactions")
         scale[items] = _scale(items, users, events, sizes.scale_steps)
-    chosen = "augkit default (PASSIVE)"
+    chosen = "augkit default (PASSIVE, cores - 1 threads)"
     loaded = policy[chosen, True] / policy[chosen, False]
     idle_cost = policy[chosen, False] / policy["torch default", False]
     rows = [
@@ -194,7 +198,7 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
         headers=("configuration", "step (idle)", "step (loaded) / rate", "ratio / share", "memory"),
         rows=rows,
         records=[
-            {"policy": {f"{n} | {'busy' if b else 'idle'}": s for (n, b), s in policy.items()}},
+            {"policy": {f"{n} | {'busy' if b else 'idle'}": s for (n, b), s in samples.items()}},
             {"processes": ranks},
             {"scale": scale},
         ],
@@ -212,7 +216,8 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
         ],
         notes=[
             "policy rows: the reference model (synthetic data, batch 512, SSL on) in a fresh process; loaded = "
-            "with one `while True: pass` process running; ratio = loaded / idle",
+            "with one `while True: pass` process running; ratio = loaded / idle; the median of "
+            f"{sizes.policy_repeats} interleaved runs each",
             "processes: torch threads 1 per process; the step is the trainer's (train(max_steps=...)); gather = four "
             "all-gathers of a [batch/world, 64] tensor per step, timed apart",
             "scale: default model; epoch = training events / 512 x step time (not run to the end)",

@@ -3,8 +3,9 @@
 ``python -m benchmarks.step_worker STEPS BATCH torch-first|augkit-first`` prints one JSON line
 ``{"seconds", "threads", "omp_wait_policy"}``: `STEPS` steps (after 3 untimed) of the
 reference model on the synthetic data. ``torch-first`` imports torch before augkit, so
-OpenMP starts with torch's own settings; ``augkit-first`` lets augkit's thread policy apply
-(OMP_WAIT_POLICY=PASSIVE unless set), as ``augkit train`` does.
+OpenMP starts with torch's own settings and thread count; ``augkit-first`` applies augkit's
+thread policy (`augkit.threads`: OMP_WAIT_POLICY=PASSIVE unless set, cores − 1 threads), as
+``augkit train`` does.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main() -> None:
     from augkit.train.step import train_step
     from augkit.train.run import STREAM_STEP, generator_for
 
+    if order == "augkit-first":
+        from augkit.threads import default_threads
+
+        torch.set_num_threads(default_threads())  # as the trainer's threads = 0 does
     parts = build_run(config_from_dict({"progress": False, "main": {"batch_size": batch}, "ssl": {"batch_size": batch}}))
     optimizer = torch.optim.Adam(parts.model.parameters(), lr=0.003)
     order_rows = torch.randperm(len(parts.split.train), generator=torch.Generator().manual_seed(0))

@@ -163,7 +163,8 @@ class TrainConfig:
     precision: str = attrs.field(default="32", validator=one_of("32", "bf16-mixed"))
     """32, or bf16-mixed (CUDA only): towers under bfloat16 autocast, losses in float32."""
     threads: int = attrs.field(default=0, validator=integer(0))
-    """torch's intra-op threads (0: torch's default)."""
+    """torch's intra-op threads (0: augkit's policy, `augkit.threads.default_threads`:
+    ``OMP_NUM_THREADS`` when set, else cores − 1)."""
     epochs: int = attrs.field(default=10, validator=integer(1))
     checkpoint_every: int = attrs.field(default=200, validator=integer(0))
     """Steps between atomic checkpoints (0: only at epoch ends)."""

@@ -23,7 +23,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from augkit import distributed
+from augkit import distributed, threads
 from augkit.errors import AugkitError, CheckpointError, ConfigError, RunDirectoryError, TrainingError
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from augkit.train.config import TrainConfig, config_to_dict, dump_config
@@ -375,8 +375,7 @@ def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
     device = resolve_device(parts.config.device)
     if parts.config.precision == "bf16-mixed" and device.type != "cuda":
         raise ConfigError(f"precision 'bf16-mixed' needs a CUDA device; the run is on {device}")
-    if parts.config.threads:
-        torch.set_num_threads(parts.config.threads)
+    torch.set_num_threads(parts.config.threads or threads.default_threads())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     parts = place(parts, device)
