@@ -280,7 +280,7 @@ def train(
     """Train the two towers with the SSL task; without CONFIG, on the embedded synthetic data.
 
     Writes runs/<name>/: config.toml, checkpoint.pt, best.pt, history.csv, metrics.json,
-    report.md and plots. A default run takes about a minute on 2 CPU cores.
+    report.md and plots. A default run takes about 30 s on 2 CPU cores.
     """
     from augkit.train import dump_config, run_training
 
