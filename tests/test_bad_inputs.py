@@ -856,11 +856,27 @@ class Raises(Augmentation[None]):
         raise ValueError("this augmentation always fails")
 
 
+@attrs.define
+class Picky(Augmentation[None]):
+    """Works on most batches; raises on a batch that holds the last item."""
+
+    name = "picky"
+    granularity = "example"
+
+    def generate_parameters(self, batch: FeatureBatch, *, generator: torch.Generator) -> None:
+        return None
+
+    def apply(self, batch: FeatureBatch, params: None) -> FeatureBatch:
+        if bool((batch.values["item_id"] == 2999).any()):
+            raise ValueError("item 2999 is beyond this augmentation")
+        return batch
+
+
 @pytest.fixture
 def broken_registry(monkeypatch: pytest.MonkeyPatch):
-    """The process registry with two broken augmentations of a made-up distribution."""
+    """The process registry with three broken augmentations of a made-up distribution."""
     registry = load_plugins()
-    for cls in (NotABatch, Raises):
+    for cls in (NotABatch, Raises, Picky):
         registry.register("augmentation", cls.name, cls, distribution=BROKEN_DISTRIBUTION, version="6.6.6", plugin=cls.name)
     get_registry.cache_clear()
     monkeypatch.setattr(augkit.registry, "load_plugins", lambda **kwargs: registry)
@@ -869,31 +885,46 @@ def broken_registry(monkeypatch: pytest.MonkeyPatch):
     get_registry.cache_clear()
 
 
+FITS = "ssl.augmentation does not fit the item features"
 PLUGIN_CASES = [
-    pytest.param({"name": "not_a_batch"}, ["'not_a_batch'", BROKEN_DISTRIBUTION, "step 0", "dict"], id="returns-a-dict"),
+    pytest.param({"name": "not_a_batch"}, ["'not_a_batch'", BROKEN_DISTRIBUTION, FITS, "dict"], id="returns-a-dict"),
     pytest.param(
         {"name": "two_views", "params": {"pair": {"name": "cfm"}, "each": [{"name": "not_a_batch"}]}},
-        ["'not_a_batch'", BROKEN_DISTRIBUTION, "step 0"],
+        ["'not_a_batch'", BROKEN_DISTRIBUTION, FITS],
         id="returns-a-dict-inside-two-views",
     ),
-    pytest.param({"name": "raises"}, ["'raises'", BROKEN_DISTRIBUTION, "step 0", "always fails"], id="raises"),
+    pytest.param({"name": "raises"}, ["'raises'", BROKEN_DISTRIBUTION, FITS, "always fails"], id="raises"),
 ]
 
 
 @pytest.mark.parametrize(("augmentation", "expected"), PLUGIN_CASES)
-def test_a_broken_plugin_augmentation_is_named_with_its_distribution_and_step(
+def test_a_broken_plugin_augmentation_is_refused_when_the_run_is_built(
     work: Workdir, broken_registry: Any, augmentation: dict[str, Any], expected: list[str]
 ) -> None:
     work.write(CONFIG, config_text({"ssl": {"augmentation": augmentation}}))
     work.freeze()
     assert_refused(invoke(["train", CONFIG]), expected)
-    assert not (work.run_dir / "checkpoint.pt").exists()
+    assert not work.run_dir.exists()  # refused before the run directory is touched
     work.assert_untouched(nothing_written=False)
     # the API raises the same error
-    shutil.rmtree(work.output_dir, ignore_errors=True)
     config = augkit.train.load_config(CONFIG)
-    with pytest.raises(PluginCallError) as error:
+    with pytest.raises(ConfigError) as error:
         train(config)
+    for part in expected:
+        assert part in str(error.value), f"{part!r} not in {str(error.value)!r}"
+
+
+def test_a_plugin_fault_on_some_batches_is_named_with_its_distribution_and_step(
+    work: Workdir, broken_registry: Any
+) -> None:
+    work.write(CONFIG, config_text({"ssl": {"augmentation": {"name": "picky"}}}))
+    work.freeze()
+    expected = ["step ", "'picky'", BROKEN_DISTRIBUTION, "6.6.6", "item 2999 is beyond"]
+    assert_refused(invoke(["train", CONFIG]), expected)
+    work.assert_untouched(nothing_written=False)
+    shutil.rmtree(work.output_dir, ignore_errors=True)
+    with pytest.raises(PluginCallError) as error:
+        train(augkit.train.load_config(CONFIG))
     for part in expected:
         assert part in str(error.value), f"{part!r} not in {str(error.value)!r}"
 
