@@ -644,6 +644,14 @@ def _figure(size: tuple[float, float] = (7.5, 4.2)) -> tuple[Figure, Any]:
     return figure, figure.add_subplot()
 
 
+def _save(figure: Figure, axes: Any, path: Path) -> None:
+    """Grid, legend and tight layout, then write `figure` to `path` (PNG)."""
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def _errorbar(axes: Any, xs: Sequence[float], stats: Sequence[Mapping[str, Any] | None], **style: Any) -> Any:
     ys = [math.nan if s is None else s["mean"] for s in stats]
     err = [0.0 if s is None or s.get("ci") is None else s["ci"] for s in stats]
@@ -668,10 +676,7 @@ def _plots(out: Path, base: TrainConfig, summary: Mapping[str, Any], lifts: Mapp
     axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
     axes.set_ylabel(f"Recall@{k}")
     axes.set_title(f"{base.name}: test Recall@{k} by decile, mean ± 95% CI of {seeds} seeds")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "recall_by_decile.png")
+    _save(figure, axes, out / "recall_by_decile.png")
     plots["recall_by_decile.png"] = f"Recall@{k} by popularity decile, with cold items"
 
     figure, axes = _figure()
@@ -685,10 +690,7 @@ def _plots(out: Path, base: TrainConfig, summary: Mapping[str, Any], lifts: Mapp
     axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
     axes.set_ylabel(f"lift of Recall@{k} over the baseline (%)")
     axes.set_title(f"{base.name}: lift per decile, paired over {seeds} seeds (95% CI)")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "lift_by_decile.png")
+    _save(figure, axes, out / "lift_by_decile.png")
     plots["lift_by_decile.png"] = "Lift per popularity decile"
 
     curves = {v: cs for v, cs in pool.items() if v in WEIGHTED_VARIANTS and len({c.alpha for c in cs}) > 1}
@@ -708,10 +710,7 @@ def _plots(out: Path, base: TrainConfig, summary: Mapping[str, Any], lifts: Mapp
         axes.set_xlabel("alpha")
         axes.set_ylabel(f"validation {base.eval.monitor}")
         axes.set_title(f"{base.name}: validation score against alpha (mean ± 95% CI)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(out / "alpha_curves.png")
+        _save(figure, axes, out / "alpha_curves.png")
         plots["alpha_curves.png"] = "Validation score against alpha"
 
     if any(v is not None for n in norms.values() for v in n.values()):
@@ -724,9 +723,6 @@ def _plots(out: Path, base: TrainConfig, summary: Mapping[str, Any], lifts: Mapp
         axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
         axes.set_ylabel("mean norm of the item_id embedding")
         axes.set_title(f"{base.name}: item_id embedding norms by popularity (mean of {seeds} seeds)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(out / "embedding_norms.png")
+        _save(figure, axes, out / "embedding_norms.png")
         plots["embedding_norms.png"] = "item_id embedding norms by popularity"
     return plots

@@ -71,9 +71,8 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
     if parts.ssl_loss is not None:
         global_ssl = _uniform_items(parts, generator)
         batch = parts.dataset.items.select(global_ssl)
-        candidates = augmentations(config.ssl.augmentation)
         views = under_contract(
-            lambda e: "ssl.augmentation: " + culprit(candidates, e),
+            lambda e: "ssl.augmentation: " + culprit(augmentations(config.ssl.augmentation), e),
             step,
             lambda: check_pair(config.ssl.augmentation["name"], batch, parts.augmentation(batch, generator=generator)),
         )
