@@ -355,6 +355,10 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tup
     help="Use the config augkit tune wrote (best.toml) as VARIANT's only candidate (repeatable).",
 )
 @click.option(
+    "--define", "defines", multiple=True, metavar="NAME=VARIANT:KEY=VALUE",
+    help="A variant of its own: VARIANT with KEY fixed at VALUE, a row of its own (repeatable; NAME again fixes one more key).",
+)
+@click.option(
     "--target", "targets", multiple=True, metavar="VARIANT:SLICE/METRIC@K>=PCT",
     help="Check a lift on the page, e.g. cfm:tail/recall@50>=+10 (repeatable).",
 )
@@ -368,18 +372,22 @@ def compare(
     alphas: tuple[float, ...],
     grid: tuple[str, ...],
     tuned: tuple[str, ...],
+    defines: tuple[str, ...],
     targets: tuple[str, ...],
     resume: bool,
     overwrite: bool,
     overrides: tuple[str, ...],
 ) -> None:
     """Compare the variants fairly: select each one's candidate on the validation split, test
-    the chosen ones once over the seeds; write a table with 95% CIs, paired tests and plots."""
+    the chosen ones once over the seeds; write a table with 95% CIs, paired tests and plots.
+    Variants given by --define join the list."""
     from augkit.train import load_config
-    from augkit.train.compare import check_tuned, parse_grid, run_compare
+    from augkit.train.compare import VARIANTS, check_tuned, parse_defines, parse_grid, run_compare
 
     settings = _settings(config, overrides)
+    defined = parse_defines(defines)
     names = [v.strip() for v in variants.split(",") if v.strip()]
+    names += [name for name in defined if name not in names]
     configs = {}
     for item in tuned:
         variant, equals, path = item.partition("=")
@@ -390,7 +398,8 @@ def compare(
         check_tuned(settings, variant.strip(), configs[variant.strip()], path.strip())
     _show_progress_lines()
     out = run_compare(
-        settings, names, seeds, alphas=alphas, grid=parse_grid(grid), tuned=configs, targets=targets,
+        settings, names, seeds, alphas=alphas, grid=parse_grid(grid, [*VARIANTS, *defined]), tuned=configs,
+        defined=defined, targets=targets,
         resume=resume, overwrite=overwrite,
     )
     click.echo((out / "compare.md").read_text(encoding="utf-8"))

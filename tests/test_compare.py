@@ -18,6 +18,7 @@ from augkit.train.compare import (
     compare_table,
     lift_table,
     paired,
+    parse_defines,
     parse_grid,
     parse_target,
     run_compare,
@@ -211,6 +212,50 @@ def test_bad_targets_and_variant_lists(tmp_path):
         run_compare(small(tmp_path), ["cfm"], 1)
     with pytest.raises(ConfigError, match="valid_fraction must be > 0"):
         run_compare(small(tmp_path, data={"valid_fraction": 0.0}), ["baseline"], 1)
+
+
+def test_defined_variants_get_rows_of_their_own_with_their_fixed_keys(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, lambda name: 0.3 if "cfm-su-a3" in name else 0.1, lambda name: 0.2)
+    key = "ssl.augmentation.params.pair.params.correlation"
+    defined = parse_defines([f'cfm-su=cfm:{key}="symmetric_uncertainty"', "mns=baseline:main.uniform_negatives=64"])
+    assert defined == {"cfm-su": ("cfm", {key: "symmetric_uncertainty"}), "mns": ("baseline", {"main.uniform_negatives": 64})}
+    out = run_compare(small(tmp_path), ["baseline", "cfm", "cfm-su", "mns"], 1, alphas=(0.3, 3.0), defined=defined,
+                      targets=["cfm-su:tail/recall@50>=+0"])
+    record = json.loads((out / "compare.json").read_text())
+    assert record["chosen"] == {"baseline": "baseline", "cfm": "cfm α=0.3", "cfm-su": "cfm-su α=3", "mns": "mns"}
+    assert record["budget"] == {"baseline": 1, "cfm": 2, "cfm-su": 2, "mns": 1}
+    assert {"default-cfm-su-a3-correlationsymmetric_uncertainty-s0", "default-mns-uniform_negatives64-s0"} <= set(calls["fit"])
+    assert set(record["lifts"]["default"]) == {"cfm α=0.3", "cfm-su α=3", "mns"}
+    assert record["defined"]["mns"] == {"variant": "baseline", "fixed": {"main.uniform_negatives": 64}}
+    su = next(c for c in record["candidates"] if c["label"] == "cfm-su α=3")
+    assert su["kind"] == "cfm" and su["fixed"] == {key: "symmetric_uncertainty"}
+    config = compare_module.candidates(small(tmp_path), "cfm-su", (3.0,), defined=defined)[0].config(small(tmp_path), 0)
+    assert config.ssl.augmentation["params"]["pair"]["params"]["correlation"] == "symmetric_uncertainty"
+    assert config.ssl.alpha == 3.0 and config.name == "default-cfm-su-a3-correlationsymmetric_uncertainty-s0"
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["su=cfm"], "expected NAME=VARIANT:KEY=VALUE"),
+        (["cfm=cfm:main.temperature=0.1"], "is a built-in variant"),
+        (["su=cfn:main.temperature=0.1"], "did you mean 'cfm'"),
+        (["1su=cfm:main.temperature=0.1"], "must start with a letter"),
+        (["su=cfm:ssl.alpha=3"], "use --alphas"),
+        (["su=cfm:main.temperature=0.1", "su=rfm:main.lr=0.1"], "already defined from 'cfm'"),
+        (["su=cfm:main.temperature=0.1", "su=cfm:main.temperature=0.2"], "given twice"),
+    ],
+)
+def test_bad_defines_are_named(items, message):
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        parse_defines(items)
+
+
+def test_a_defined_variant_with_a_bad_key_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="no key 'uniform_negative' in main"):
+        run_compare(small(tmp_path), ["baseline", "x"], 1, defined=parse_defines(["x=baseline:main.uniform_negative=8"]))
+    with pytest.raises(UnknownNameError, match="variant"):
+        run_compare(small(tmp_path), ["baseline", "nope"], 1)
 
 
 def test_cli_train_and_compare(tmp_path, monkeypatch):

@@ -128,9 +128,9 @@ def set_path(data: dict[str, Any], key: str, value: Any, *, where: str) -> None:
 
 
 def variant_label(variant: str, alpha: float | None = None, changes: Mapping[str, Any] | None = None) -> str:
-    """A candidate's row: ``cfm α=0.3``, with the grid values after it
-    (``baseline main.temperature=0.1``); the variant's name alone otherwise."""
-    label = f"{variant} α={alpha:g}" if variant in WEIGHTED_VARIANTS and alpha is not None else variant
+    """A candidate's row: ``cfm α=0.3`` (a weighted variant's `alpha`), with the grid values
+    after it (``baseline main.temperature=0.1``); the variant's name alone otherwise."""
+    label = f"{variant} α={alpha:g}" if alpha is not None else variant
     return " ".join([label, *(f"{k}={_text(v)}" for k, v in (changes or {}).items())])
 
 
@@ -149,10 +149,13 @@ def variant_config(
     seed: int,
     alpha: float | None = None,
     changes: Mapping[str, Any] | None = None,
+    *,
+    row: str | None = None,
 ) -> TrainConfig:
-    """`base` turned into `variant` with `seed`, weight `alpha` (default ``base.ssl.alpha``) and
-    the dotted-key `changes` (see `set_path`), named ``<base>-<variant>-s<seed>``,
-    ``<base>-<variant>-a<alpha>-s<seed>`` when weighted, with ``-<key><value>`` for each change."""
+    """`base` turned into the built-in `variant` with `seed`, weight `alpha` (default
+    ``base.ssl.alpha``) and the dotted-key `changes` (see `set_path`), named
+    ``<base>-<row>-s<seed>``, ``<base>-<row>-a<alpha>-s<seed>`` when weighted, with
+    ``-<key><value>`` for each change; `row` (a defined variant's name) defaults to `variant`."""
     alpha = base.ssl.alpha if alpha is None else alpha
     if alpha <= 0:
         raise ConfigError(f"compare: alpha (the SSL/SO weight) must be > 0, got {alpha:g}")
@@ -160,25 +163,35 @@ def variant_config(
     for key, value in (changes or {}).items():
         set_path(data, key, value, where=f"variant {variant!r}")
     weight = f"-a{alpha:g}" if variant in WEIGHTED_VARIANTS else ""
-    data.update(name=f"{base.name}-{variant}{weight}{_name_part(changes or {})}-s{seed}", seed=seed, tune=None)
+    data.update(name=f"{base.name}-{row or variant}{weight}{_name_part(changes or {})}-s{seed}", seed=seed, tune=None)
     return config_from_dict(data, source=f"variant {variant!r}")
 
 
 # -- the grid ---------------------------------------------------------------------------------
-def parse_grid(items: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
-    """``KEY=V1,V2,...`` (every variant) or ``VARIANT:KEY=V1,V2,...`` (that variant only) ->
-    ``{"*" or variant: {key: [values]}}``; each value is read as TOML (``0.1``, ``64``, ``"cfm"``),
-    else as a string."""
+def parse_grid(items: Sequence[str], known: Sequence[str] = VARIANTS) -> dict[str, dict[str, list[Any]]]:
+    """``KEY=V1,V2,...`` (every variant) or ``VARIANT:KEY=V1,V2,...`` (that variant only, one of
+    `known`: the built-ins and any defined ones) -> ``{"*" or variant: {key: [values]}}``; each
+    value is read as TOML (`read_value`)."""
     grid: dict[str, dict[str, list[Any]]] = {}
     for item in items:
-        target, key, values = _grid_item(item)
+        target, key, values = _grid_item(item, known)
         if key in grid.get(target, {}):
             raise ConfigError(f"--grid {item!r}: {key!r} is given twice for {target if target != '*' else 'every variant'}")
         grid.setdefault(target, {})[key] = values
     return grid
 
 
-def _grid_item(item: str) -> tuple[str, str, list[Any]]:
+def read_value(text: str) -> Any:
+    """A value from the command line, read as TOML (``0.1``, ``64``, ``true``, ``"cfm"``), else
+    the text itself as a string."""
+    text = text.strip()
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _grid_item(item: str, known: Sequence[str]) -> tuple[str, str, list[Any]]:
     head, equals, text = item.partition("=")
     target, colon, key = head.partition(":")
     if not colon:
@@ -186,40 +199,71 @@ def _grid_item(item: str) -> tuple[str, str, list[Any]]:
     key = key.strip()
     if not equals or not key or not all(key.split(".")) or not text.strip():
         raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2 or VARIANT:KEY=V1,V2, e.g. main.temperature=0.05,0.1")
-    if target != "*" and target not in VARIANTS:
-        raise UnknownNameError("variant in --grid", target, VARIANTS)
+    if target != "*" and target not in known:
+        raise UnknownNameError("variant in --grid", target, known)
     if key in ("ssl.alpha", "main.spread_out", "seed", "name"):
         raise ConfigError(f"--grid {item!r}: {key} is set by compare itself (use --alphas for the weight alpha)")
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            values.append(tomllib.loads(f"v = {part}")["v"])
-        except tomllib.TOMLDecodeError:
-            values.append(part)
-    return target, key, values
+    return target, key, [read_value(part) for part in text.split(",")]
+
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*")
+
+
+def parse_defines(items: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``NAME=VARIANT:KEY=VALUE`` -> ``{name: (variant, {key: value})}``: a variant of its own,
+    the built-in VARIANT with the dotted KEY fixed at VALUE (`read_value`), compared with the
+    baseline in a row of its own; the same NAME again fixes one more key. For options past the
+    paper, e.g. ``cfm-su=cfm:ssl.augmentation.params.pair.params.correlation="symmetric_uncertainty"``."""
+    defined: dict[str, tuple[str, dict[str, Any]]] = {}
+    for item in items:
+        name, equals, rest = item.partition("=")
+        variant, colon, setting = rest.partition(":")
+        key, equals_value, value = setting.partition("=")
+        name, variant, key = name.strip(), variant.strip(), key.strip()
+        if not (equals and colon and equals_value and name and key and value.strip()) or not all(key.split(".")):
+            raise ConfigError(f"--define {item!r}: expected NAME=VARIANT:KEY=VALUE, e.g. mns=baseline:main.uniform_negatives=1024")
+        if not _NAME.fullmatch(name):
+            raise ConfigError(f"--define {item!r}: the name {name!r} must start with a letter and hold letters, digits, _, + or - only")
+        if name in VARIANTS:
+            raise ConfigError(f"--define {item!r}: {name!r} is a built-in variant; give the new one a name of its own")
+        if variant not in VARIANTS:
+            raise UnknownNameError(f"variant in --define {item!r}", variant, VARIANTS)
+        if key in ("ssl.alpha", "main.spread_out", "seed", "name"):
+            raise ConfigError(f"--define {item!r}: {key} is set by compare itself (use --alphas for the weight alpha)")
+        kind, fixed = defined.setdefault(name, (variant, {}))
+        if kind != variant:
+            raise ConfigError(f"--define {item!r}: {name!r} is already defined from {kind!r}, not {variant!r}")
+        if key in fixed:
+            raise ConfigError(f"--define {item!r}: {name}'s {key} is given twice")
+        fixed[key] = read_value(value)
+    return defined
 
 
 @attrs.frozen
 class Candidate:
-    """One configuration of a variant that selection may choose: `make` (the variant's config
-    for a seed) from the base config, `alpha` and the dotted-key `changes`, or a `tuned` config."""
+    """One configuration of a variant that selection may choose: the config for a seed
+    (`config`) from the base config, the built-in `kind` (the variant itself, or the one a
+    defined variant starts from) with its `fixed` keys, `alpha` and the grid's dotted-key
+    `changes`; or a `tuned` config."""
 
     label: str
     variant: str
     alpha: float | None
     changes: dict[str, Any]
     tuned: TrainConfig | None = None
+    kind: str = attrs.field(default=attrs.Factory(lambda self: self.variant, takes_self=True))
+    fixed: dict[str, Any] = attrs.field(factory=dict)
 
     def config(self, base: TrainConfig, seed: int) -> TrainConfig:
         if self.tuned is not None:
             name = f"{base.name}-{self.variant}-tuned-s{seed}"
             return attrs.evolve(self.tuned, seed=seed, name=name, output_dir=base.output_dir, progress=base.progress)
-        return variant_config(base, self.variant, seed, self.alpha if self.alpha is not None else 1.0, self.changes)
+        alpha = self.alpha if self.alpha is not None else 1.0
+        return variant_config(base, self.kind, seed, alpha, {**self.fixed, **self.changes}, row=self.variant)
 
     def describe(self) -> dict[str, Any]:
-        return {"label": self.label, "variant": self.variant, "alpha": self.alpha, "changes": self.changes,
-                "tuned": self.tuned is not None}
+        return {"label": self.label, "variant": self.variant, "kind": self.kind, "fixed": self.fixed,
+                "alpha": self.alpha, "changes": self.changes, "tuned": self.tuned is not None}
 
 
 def candidates(
@@ -228,22 +272,25 @@ def candidates(
     alphas: Sequence[float],
     grid: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
     tuned: TrainConfig | None = None,
+    defined: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
 ) -> list[Candidate]:
-    """The candidates of `variant`: the tuned config alone, or every alpha of `alphas` (the
-    weighted variants) times every combination of the grid keys for every variant (``"*"``) and
-    for this one; each config is built once here, so a bad value fails before any training."""
-    variant_overrides(variant, 1.0)  # unknown names fail first
+    """The candidates of `variant` (a built-in, or a name of `defined`, see `parse_defines`):
+    the tuned config alone, or every alpha of `alphas` (the weighted variants) times every
+    combination of the grid keys for every variant (``"*"``) and for this one; each config is
+    built once here, so a bad value fails before any training."""
+    kind, fixed = (defined or {}).get(variant, (variant, {}))
+    variant_overrides(kind, 1.0)  # unknown names fail first
     if tuned is not None:
-        found = Candidate(f"{variant} (tuned)", variant, None, {}, tuned)
+        found = Candidate(f"{variant} (tuned)", variant, None, {}, tuned, kind=kind, fixed=dict(fixed))
         found.config(base, base.seed)
         return [found]
     keys: dict[str, Sequence[Any]] = {**(grid or {}).get("*", {}), **(grid or {}).get(variant, {})}
-    weights: Sequence[float | None] = alphas if variant in WEIGHTED_VARIANTS else [None]
+    weights: Sequence[float | None] = alphas if kind in WEIGHTED_VARIANTS else [None]
     out = []
     for alpha in weights:
         for values in itertools.product(*keys.values()):
             changes = dict(zip(keys, values))
-            found = Candidate(variant_label(variant, alpha, changes), variant, alpha, changes)
+            found = Candidate(variant_label(variant, alpha, changes), variant, alpha, changes, kind=kind, fixed=dict(fixed))
             found.config(base, base.seed)
             out.append(found)
     return out
@@ -360,17 +407,18 @@ def paired(method: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, 
 
 
 # -- targets ----------------------------------------------------------------------------------
-_TARGET = re.compile(r"(?P<variant>\w+):(?P<key>\w+/\w+@\d+)\s*>=\s*(?P<pct>[+-]?\d+(\.\d+)?)%?")
+_TARGET = re.compile(r"(?P<variant>[\w+-]+):(?P<key>\w+/\w+@\d+)\s*>=\s*(?P<pct>[+-]?\d+(\.\d+)?)%?")
 
 
-def parse_target(text: str) -> dict[str, Any]:
+def parse_target(text: str, known: Sequence[str] = VARIANTS) -> dict[str, Any]:
     """``VARIANT:SLICE/METRIC@K>=PCT`` (``cfm:tail/recall@50>=+10``) -> a target: the lift of
-    VARIANT over the baseline (main reading) on that metric is at least PCT percent."""
+    VARIANT (one of `known`) over the baseline (main reading) on that metric is at least PCT
+    percent."""
     match = _TARGET.fullmatch(text.strip())
     if match is None:
         raise ConfigError(f"--target {text!r}: expected VARIANT:SLICE/METRIC@K>=PCT, e.g. cfm:tail/recall@50>=+10")
-    if match["variant"] not in VARIANTS:
-        raise UnknownNameError("variant in --target", match["variant"], VARIANTS)
+    if match["variant"] not in known:
+        raise UnknownNameError("variant in --target", match["variant"], known)
     return {"variant": match["variant"], "key": match["key"], "lift_at_least": float(match["pct"]) / 100, "text": text.strip()}
 
 
@@ -399,6 +447,7 @@ def run_compare(
     alphas: Sequence[float] | None = None,
     grid: Mapping[str, Mapping[str, Sequence[Any]]] | None = None,
     tuned: Mapping[str, TrainConfig] | None = None,
+    defined: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
     targets: Sequence[str] = (),
     resume: bool = False,
     overwrite: bool = False,
@@ -409,7 +458,8 @@ def run_compare(
     Seeds are ``base.seed .. base.seed + seeds - 1``. `alphas` (default ``(base.ssl.alpha,)``):
     the weights of so, rfm and cfm; `grid` (`parse_grid`): more keys searched for every variant
     (``"*"``) or one; `tuned`: ``{variant: config}`` from ``augkit tune``, that variant's only
-    candidate. `targets` (`parse_target`) are checked on the page. `resume`: runs with a
+    candidate; `defined` (`parse_defines`): variants of their own built from a built-in with fixed
+    keys, listed in `variants` like the built-ins. `targets` (`parse_target`) are checked on the page. `resume`: runs with a
     checkpoint continue from it (a finished run is only reloaded); `overwrite` replaces earlier
     runs; without either, a run directory holding results is an error.
     """
@@ -419,13 +469,18 @@ def run_compare(
         raise ConfigError("compare: the variants must include 'baseline' (every lift is against it)")
     if len(set(variants)) != len(variants):
         raise ConfigError(f"compare: a variant is listed twice in {list(variants)}")
+    defined = dict(defined or {})
+    known = [*VARIANTS, *defined]
+    for name in variants:
+        if name not in known:
+            raise UnknownNameError("variant", name, known)
     alphas = tuple(alphas) if alphas else (base.ssl.alpha,)
     tuned = dict(tuned or {})
     for name in tuned:
         if name not in variants:
             raise ConfigError(f"--tuned {name}: {name!r} is not among the variants {list(variants)}")
-    parsed_targets = [parse_target(t) for t in targets]
-    pool = {v: candidates(base, v, alphas, grid, tuned.get(v)) for v in variants}
+    parsed_targets = [parse_target(t, known) for t in targets]
+    pool = {v: candidates(base, v, alphas, grid, tuned.get(v), defined) for v in variants}
     seed_list = list(range(base.seed, base.seed + seeds))
     dataset = load_dataset(base)
 
@@ -489,6 +544,7 @@ def run_compare(
         },
         "alphas": list(alphas),
         "grid": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in (grid or {}).items()},
+        "defined": {name: {"variant": kind, "fixed": dict(fixed)} for name, (kind, fixed) in defined.items()},
         "budget": budget,
         "candidates": [c.describe() | {"validation": validation[c.label], "selection_score": scores[c.label].as_dict()}
                        for cs in pool.values() for c in cs],
@@ -693,7 +749,7 @@ def _plots(out: Path, base: TrainConfig, summary: Mapping[str, Any], lifts: Mapp
     _save(figure, axes, out / "lift_by_decile.png")
     plots["lift_by_decile.png"] = "Lift per popularity decile"
 
-    curves = {v: cs for v, cs in pool.items() if v in WEIGHTED_VARIANTS and len({c.alpha for c in cs}) > 1}
+    curves = {v: cs for v, cs in pool.items() if len({c.alpha for c in cs} - {None}) > 1}
     if curves:
         figure, axes = _figure()
         for variant, cs in curves.items():
