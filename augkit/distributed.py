@@ -10,8 +10,10 @@ process on the concatenated batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -96,12 +98,47 @@ def broadcast_object(value: object) -> object:
     return box[0]
 
 
-def join_from_environment(device_type: str) -> None:
+def join_from_environment(device_type: str) -> bool:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment), with
-    nccl for CUDA and gloo otherwise; nothing when already joined or started alone."""
+    nccl for CUDA and gloo otherwise; nothing when already joined or started alone. True when
+    this call joined (its caller then leaves, see `leave`)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
-        return
+        return False
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return True
+
+
+LINGER_SECONDS = 0.1
+"""How long `leave` holds off the interpreter's shutdown, the GIL released, after the last
+collective (see `leave`)."""
+
+
+def leave() -> None:
+    """Leave the process group once the work is done: every process waits at a barrier, the
+    group is destroyed, then this process sleeps `LINGER_SECONDS` with the GIL released.
+
+    The sleep is for torch 2.13's gloo: a collective launched during backward (DDP's gradient
+    all-reduce) keeps a Python object from the autograd engine's thread-local state, and the
+    gloo worker thread that frees the finished work needs the GIL to release it. Were the
+    interpreter shutting down by then, that thread would abort the whole process (SIGABRT,
+    "terminate called without an active exception") after all its work succeeded; the sleep
+    lets it take the GIL first. Nothing without a group."""
+    if dist.is_available() and dist.is_initialized():
+        barrier()
+        dist.destroy_process_group()
+        time.sleep(LINGER_SECONDS)
+
+
+@contextlib.contextmanager
+def process_group(device_type: str = "cpu") -> Iterator[None]:
+    """The process group torchrun describes, joined for the block (`join_from_environment`)
+    and left when the block ends without an exception (`leave`; after an exception the group
+    is left to the process's exit, since a barrier would wait for processes that failed).
+    Nothing when started alone or when a group is already joined: whoever joined it leaves it."""
+    joined = join_from_environment(device_type)
+    yield
+    if joined:
+        leave()
 
 
 def local_rank() -> int:

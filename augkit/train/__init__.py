@@ -14,7 +14,7 @@ from augkit.registry import get_registry
 from augkit.train.checkpoint import BEST_NAME, load_checkpoint
 from augkit.train.config import TrainConfig, apply_overrides, config_from_dict, dump_config, load_config
 from augkit.train.evaluation import evaluate_run
-from augkit.train.loop import TrainResult, prepare, run_directory, run_loop, train
+from augkit.train.loop import TrainResult, joined, prepare, run_directory, run_loop, train
 from augkit.train.report import write_run_report
 from augkit.train.run import RunParts, build_run
 
@@ -50,7 +50,12 @@ def run_training(
     """Train `config`, pick the best validation checkpoint, evaluate it once on the test split
     over the full corpus, write ``<output_dir>/<name>/`` and return the metrics (as in
     ``metrics.json``). `parts` reuses pieces built by `build_run`; `resume` and `overwrite` as
-    in `train`."""
+    in `train`. Under torchrun, every process calls it; the first writes the run directory."""
+    with joined(config):  # the trained towers are gone before the process group is left
+        return _train_and_test(config, resume=resume, overwrite=overwrite, parts=parts)
+
+
+def _train_and_test(config: TrainConfig, *, resume: bool, overwrite: bool, parts: RunParts | None) -> dict[str, Any]:
     parts = prepare(config, parts)
     with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
         result = run_loop(parts, run_dir, resume=resume, max_steps=None)

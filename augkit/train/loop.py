@@ -367,10 +367,8 @@ def summary(parts: RunParts, device: torch.device) -> str:
 
 
 def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
-    """Built parts (data validated first) on the config's device, with its thread count; under
-    torchrun, in the process group with the towers in DDP."""
-    wanted = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    distributed.join_from_environment(torch.device(wanted).type)
+    """Built parts (data validated first) on the config's device, with its thread count; in a
+    process group (see `joined`), the towers in DDP."""
     parts = parts or build_run(config)
     device = resolve_device(parts.config.device)
     if parts.config.precision == "bf16-mixed" and device.type != "cuda":
@@ -383,6 +381,13 @@ def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
         ddp = torch.nn.parallel.DistributedDataParallel(parts.towers, device_ids=[device] if device.type == "cuda" else None)
         parts = attrs.evolve(parts, towers=ddp)
     return parts
+
+
+def joined(config: TrainConfig) -> contextlib.AbstractContextManager[None]:
+    """Under torchrun, the process group for the block (nccl when the config's device is
+    CUDA, gloo otherwise), left when the block ends cleanly (`augkit.distributed.process_group`)."""
+    wanted = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return distributed.process_group(torch.device(wanted).type)
 
 
 @contextlib.contextmanager
@@ -444,6 +449,11 @@ def train(
     run's results is refused unless `overwrite`. `max_steps` stops early without a final
     checkpoint, as a killed run would (for tests and quick looks).
     """
+    with joined(config):
+        return _train(config, resume=resume, overwrite=overwrite, max_steps=max_steps, parts=parts)
+
+
+def _train(config: TrainConfig, *, resume: bool, overwrite: bool, max_steps: int | None, parts: RunParts | None) -> TrainResult:
     parts = prepare(config, parts)
     with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
         return run_loop(parts, run_dir, resume=resume, max_steps=max_steps)
