@@ -172,6 +172,45 @@ def test_headerless_files_by_index_and_numeric_key_order(tmp_path):
     assert loaded.users.schema.names == ("user_id",)
 
 
+def test_patterns_take_values_out_of_text_cells(tmp_path):
+    write(tmp_path / "log.csv", "u,m\n1,1\n1,2\n2,3\n")
+    write(tmp_path / "movies.csv", 'm,title\n1,Toy Story (1995)\n2,"Story of Us, The (1999)"\n3,Heat\n')
+    write(tmp_path / "tags.csv", "m,tag\n1,Funny\n1,funny \n3,Dark\n")
+    title = {"type": "multi_categorical", "column": "title", "pattern": "[^\\W\\d_]+", "lowercase": True}
+    config = {
+        "interactions": {"path": str(tmp_path / "log.csv"), "user": "u", "item": "m"},
+        "items": [
+            {"path": str(tmp_path / "movies.csv"), "key": "m", "features": {
+                "year": {"type": "categorical", "column": "title", "pattern": "\\((\\d{4})\\)\\s*$"}, "words": title}},
+            {"path": str(tmp_path / "tags.csv"), "key": "m", "form": "long",
+             "features": {"tags": {"type": "multi_categorical", "column": "tag", "lowercase": True}}},
+        ],
+    }
+    items = read_tables(config).items
+    assert [value(items, "year", i) for i in range(3)] == ["1995", "1999", None]  # no match: missing
+    vocabulary = items.vocabularies["words"]
+    words = [[vocabulary[j] for j in row if j < len(vocabulary)] for row in items.corpus.values["words"].tolist()]  # padding: the default id
+    assert words == [["story", "toy"], ["of", "story", "the", "us"], ["heat"]]  # a bag is a set, in vocabulary order
+    assert items.vocabularies["tags"] == ("dark", "funny")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"pattern": "(a)(b)"}, "has 2 groups; give it at most one"),
+        ({"pattern": "("}, "is not a regular expression: missing \\)"),
+        ({"pattern": ""}, "pattern must be a non-empty string"),
+        ({"lowercase": "yes"}, "lowercase must be true or false"),
+        ({"type": "dense", "pattern": "x"}, "apply to categorical and multi_categorical features only"),
+        ({"patern": "x"}, "did you mean 'pattern'"),
+    ],
+)
+def test_bad_patterns_name_the_feature(spec, message):
+    feature = {"type": "categorical", "column": "v", **spec}
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        TablesConfig.from_dict({"interactions": INTERACTIONS, "items": [{**ITEMS, "features": {"v": feature}}]})
+
+
 def test_latin1_file_and_quoted_cells(tmp_path):
     write(tmp_path / "log.csv", 'user,item\n"Zoë, B.",café\n', encoding="latin-1")
     config = {"interactions": {"path": "log.csv", "encoding": "latin-1", "user": "user", "item": "item"}}

@@ -7,8 +7,8 @@ A config (a plain mapping, e.g. the ``[data.tables]`` table of a trainer TOML) n
   ISO-8601 times) are columns.
 * ``items``, ``users`` (optional) = lists of feature files, each
   ``{path, sep, header, encoding, key, form, features}``: ``key`` is the item (user) column;
-  ``features`` maps each feature name to ``{type, column, max_len, separator}``; ``type`` is
-  one of `FEATURE_TYPES`.
+  ``features`` maps each feature name to ``{type, column, max_len, separator, pattern,
+  lowercase}``; ``type`` is one of `FEATURE_TYPES`.
 * ``key_type`` (optional): how keys compare, ``"str"`` (default) or ``"int"`` for every key, or
   ``{user = ..., item = ...}`` (`KeyTypes`).
 * ``name`` (optional): the data set's name (default ``"tables"``).
@@ -139,16 +139,26 @@ def _check_columns(source: Source, columns: dict[str, Column | None]) -> None:
 
 @attrs.frozen(kw_only=True)
 class FeatureColumn:
-    """Feature `name` read from `column`: ``categorical`` (one value per key),
+    r"""Feature `name` read from `column`: ``categorical`` (one value per key),
     ``multi_categorical`` (a bag per key; `separator` splits a cell into values, required in
-    wide form unless the column is a Parquet list; `max_len`, at least the longest bag, fixes the
-    width, default the longest bag) or ``dense`` (one finite number per key)."""
+    wide form unless the column is a Parquet list or `pattern` finds the values; `max_len`, at
+    least the longest bag, fixes the width, default the longest bag) or ``dense`` (one finite
+    number per key).
+
+    `pattern`, a Python regular expression with at most one group, takes the values out of
+    each cell (after `separator`): a categorical feature's value is the first match (its group,
+    if it has one; no match: missing), a multi-valued feature's values are every match (as
+    `re.findall`). `lowercase` lower-cases the values. So ``column = "title"`` gives
+    ``year`` from ``pattern = '\((\d{4})\)\s*$'`` and ``title_words`` from
+    ``pattern = '[^\W\d_]+'`` with ``lowercase = true`` (TOML literal strings)."""
 
     name: str
     type: str = attrs.field(validator=_one_of(FEATURE_TYPES))
     column: Column = attrs.field(validator=_column)
     max_len: int | None = None
     separator: str | None = attrs.field(default=None, validator=_separator)
+    pattern: str | None = None
+    lowercase: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier() or keyword.iskeyword(self.name):
@@ -163,6 +173,45 @@ class FeatureColumn:
             isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1
         ):
             _fail(f"max_len must be a positive int, got {self.max_len!r}")
+        if not isinstance(self.lowercase, bool):
+            _fail(f"lowercase must be true or false, got {self.lowercase!r}")
+        if self.type == "dense" and (self.pattern is not None or self.lowercase):
+            _fail("pattern and lowercase apply to categorical and multi_categorical features only")
+        if self.pattern is not None:
+            if not isinstance(self.pattern, str) or not self.pattern:
+                _fail(f"pattern must be a non-empty string (a Python regular expression), got {self.pattern!r}")
+            try:
+                groups = re.compile(self.pattern).groups
+            except re.error as error:
+                _fail(f"pattern {self.pattern!r} is not a regular expression: {error}")
+            if groups > 1:
+                _fail(f"pattern {self.pattern!r} has {groups} groups; give it at most one (the value)")
+
+    def extract(self, records: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(record, value) after `pattern` and `lowercase`, from the (record, value) of the
+        cells; each distinct value is matched once."""
+        if self.pattern is None and not self.lowercase:
+            return records, values
+        uniques, codes = factorize(values)
+        found = [self._values(value) for value in uniques]
+        counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
+        flat = np.array([v for vs in found for v in vs], dtype=object)  # every distinct value's finds, in order
+        first = np.cumsum(counts) - counts  # where each distinct value's finds start in `flat`
+        per_cell = counts[codes]
+        ends = np.cumsum(per_cell)
+        within = np.arange(int(ends[-1]) if ends.size else 0) - np.repeat(ends - per_cell, per_cell)
+        return np.repeat(records, per_cell), flat[np.repeat(first[codes], per_cell) + within]
+
+    def _values(self, cell: str) -> list[str]:
+        if self.pattern is None:
+            found = [cell]
+        elif self.type == "categorical":
+            match = re.search(self.pattern, cell)
+            found = [] if match is None else [match.group(1) if match.re.groups else match.group(0)]
+        else:
+            found = re.findall(self.pattern, cell)
+        found = [v.strip().lower() if self.lowercase else v.strip() for v in found]
+        return [v for v in found if v]
 
 
 @attrs.frozen(kw_only=True)
@@ -183,7 +232,8 @@ class FeatureFile:
         if self.source.is_parquet:
             return  # a list column needs no separator: checked when read
         for feature in self.features:
-            if self.form == "wide" and feature.type == "multi_categorical" and feature.separator is None:
+            if (self.form == "wide" and feature.type == "multi_categorical" and feature.separator is None
+                    and feature.pattern is None):
                 _needs_separator(feature)
 
 
@@ -362,7 +412,7 @@ def _feature_files(entity: str, entries: Any, base: Path | None) -> Iterable[Fea
 
 def _feature_column(where: str, name: str, spec: Any) -> FeatureColumn:
     _mapping(spec)
-    check_known_keys(f"key of {where}", spec, ("type", "column", "max_len", "separator"))
+    check_known_keys(f"key of {where}", spec, ("type", "column", "max_len", "separator", "pattern", "lowercase"))
     _require(spec, ("type", "column"))
     if spec["type"] not in FEATURE_TYPES:
         raise UnknownNameError(f"type of {where}", spec["type"], FEATURE_TYPES)
@@ -646,13 +696,13 @@ def _split(table: _Table, feature: FeatureColumn, form: str) -> tuple[np.ndarray
                 f"{table.where(None, feature.column)}: feature {feature.name!r} reads a Parquet list "
                 "column, whose values are already split; drop its separator"
             )
-        return cells.records, cells.values
+        return feature.extract(cells.records, cells.values)
     if feature.separator is None:
-        if form == "wide" and feature.type == "multi_categorical":
+        if form == "wide" and feature.type == "multi_categorical" and feature.pattern is None:
             _needs_separator(feature)
         records = np.flatnonzero(cells != "")
-        return records, cells[records]
-    return split_cells(cells, feature.separator)
+        return feature.extract(records, cells[records])
+    return feature.extract(*split_cells(cells, feature.separator))
 
 
 # -- assembling ------------------------------------------------------------------------------
