@@ -179,3 +179,17 @@ def test_cli_nproc_trains_on_two_processes_and_reports_a_held_directory_once_per
     errors = [line for line in (again.stdout + again.stderr).splitlines() if line.startswith("Error:")]
     assert again.returncode == 1 and "Traceback" not in again.stderr
     assert len(errors) == 3 and all("holds another run's results" in e or "rank 0, rank 1 failed" in e for e in errors)
+
+
+def evaluated(rank: int, world: int, output_dir: str) -> dict:
+    from augkit.train import build_run, evaluate_run
+
+    return evaluate_run(build_run(tiny_config(output_dir, "evaluated", "count")), on="test")
+
+
+def test_evaluation_on_two_ranks_equals_one_process(tmp_path):
+    from augkit.train import build_run, evaluate_run
+
+    alone = evaluate_run(build_run(tiny_config(str(tmp_path), "alone", "count")), on="test")
+    for metrics in run_ranks(evaluated, 2, str(tmp_path)):  # items and queries embedded half per rank
+        assert metrics == alone

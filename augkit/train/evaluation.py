@@ -9,6 +9,7 @@ import attrs
 import torch
 from torch import nn
 
+from augkit import distributed
 from augkit.batch import FeatureBatch
 from augkit.data.splits import Split
 from augkit.errors import UnknownNameError
@@ -62,6 +63,16 @@ def embed(tower: Tower, batch: FeatureBatch, chunk: int = 8192) -> torch.Tensor:
     out = torch.cat([tower(batch.select(part).to(device)) for part in rows.split(chunk)])
     tower.train(was_training)
     return out
+
+
+def embed_sharded(tower: Tower, batch: FeatureBatch, chunk: int = 8192) -> torch.Tensor:
+    """`embed` with the rows split over the processes of a process group: each process embeds
+    its contiguous part and the parts are gathered, so every process holds all of `batch`'s
+    embeddings, in order, for a share of the work. Without a group, `embed` itself."""
+    if not distributed.is_distributed():
+        return embed(tower, batch, chunk)
+    mine, sizes = distributed.shard(torch.arange(batch.batch_size, device=batch.device))
+    return distributed.all_gather(embed(tower, batch.select(mine), chunk), sizes)
 
 
 def item_slices(train_counts: torch.Tensor, head_fraction: float) -> dict[str, torch.Tensor]:
@@ -118,10 +129,11 @@ def served_items(parts: RunParts) -> FeatureBatch:
 
 def evaluate_model(parts: RunParts, holdout: Holdout) -> RetrievalMetrics:
     """Full-corpus metrics of ``parts.model`` on `holdout` at ``config.eval.ks``, computed on
-    the towers' device."""
+    the towers' device; in a process group, the embeddings and the ranking are shared out
+    over the processes (`embed_sharded`, `rank_across_processes`)."""
     holdout = holdout.to(_device(parts.model["item"]))
-    query_emb = embed(parts.model["query"], parts.queries.select(holdout.users))
-    item_emb = embed(parts.model["item"], served_items(parts))
+    query_emb = embed_sharded(parts.model["query"], parts.queries.select(holdout.users))
+    item_emb = embed_sharded(parts.model["item"], served_items(parts))
     ranks = rank_across_processes(query_emb, item_emb, holdout.target, holdout.known)
     return metrics_from_ranks(
         ranks, holdout.target, num_items=item_emb.shape[0], ks=parts.config.eval.ks, slices=holdout.slices
