@@ -442,6 +442,12 @@ _CHECKPOINT_OPTION = click.option(
 )
 
 
+_DEVICE_OPTION = click.option(
+    "--device", default="cpu", show_default=True, metavar="DEVICE",
+    help="Where the towers run: cpu, cuda, cuda:N, mps or auto (cuda when available).",
+)
+
+
 def _keys_file(path: Path) -> list[tuple[str, str]]:
     """(key, where) for each non-blank line of `path` that is not a ``#`` comment."""
     try:
@@ -474,8 +480,10 @@ def _print_ranked(result: Any, what: str, as_json: bool) -> None:
 @click.option("--include-seen", is_flag=True, help="Keep the user's training items in the ranking.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows (query, rank, item, score, title).")
 @_CHECKPOINT_OPTION
+@_DEVICE_OPTION
 def recommend(
-    run: Path, users: tuple[str, ...], users_file: Path | None, k: int, include_seen: bool, as_json: bool, checkpoint: Path | None
+    run: Path, users: tuple[str, ...], users_file: Path | None, k: int, include_seen: bool, as_json: bool,
+    checkpoint: Path | None, device: str,
 ) -> None:
     """Top-K items for users of the trained run RUN (a directory written by `augkit train`)."""
     from augkit.runs import load_run
@@ -485,7 +493,7 @@ def recommend(
         raise click.ClickException(f"--users-file {str(users_file)!r} lists no user keys (one per line; # comments)")
     if not asked:
         raise click.UsageError("give --user KEY (repeatable) or --users-file PATH")
-    loaded = load_run(run, checkpoint=checkpoint)
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
     for key, where in asked:  # each key checked with where it came from, before any work
         loaded.keys.users.index([key], where=where)
     result = loaded.recommend([key for key, _ in asked], k, exclude_seen=not include_seen)
@@ -498,11 +506,12 @@ def recommend(
 @click.option("-k", "--k", "k", default=10, show_default=True, type=click.IntRange(min=1), help="Items per item.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows (query, rank, item, score, title).")
 @_CHECKPOINT_OPTION
-def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint: Path | None) -> None:
+@_DEVICE_OPTION
+def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint: Path | None, device: str) -> None:
     """The K items nearest each --item in the item tower's space (cosine), itself left out."""
     from augkit.runs import load_run
 
-    loaded = load_run(run, checkpoint=checkpoint)
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
     _print_ranked(loaded.similar_items(list(items), k), "item", as_json)
 
 
@@ -517,12 +526,15 @@ def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint
 )
 @click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
 @_CHECKPOINT_OPTION
-def export(run: Path, out: Path, fmt: str, index: str | None, index_type: str, overwrite: bool, checkpoint: Path | None) -> None:
+@_DEVICE_OPTION
+def export(
+    run: Path, out: Path, fmt: str, index: str | None, index_type: str, overwrite: bool, checkpoint: Path | None, device: str
+) -> None:
     """Export RUN for serving: item embeddings with keys, the towers as torch.export programs
     (loadable without augkit), and optionally a FAISS index with its recall against exact search."""
     from augkit.runs import load_run
 
-    loaded = load_run(run, checkpoint=checkpoint)
+    loaded = load_run(run, checkpoint=checkpoint, device=device)
     written = loaded.export(out, format=fmt, index=index, index_type=index_type, overwrite=overwrite)
     report = written.report
     diffs = report["max_abs_diff"]

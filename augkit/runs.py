@@ -222,7 +222,7 @@ def load_run(
             f"{dataset.name!r} ({dataset.num_items} items, {dataset.num_users} users): was the data "
             f"changed since training? ({detail})"
         ) from None
-    target = resolve_device(str(device)) if str(device) == "auto" else torch.device(device)
+    target = resolve_device(str(device))  # a device this machine lacks is a one-line ConfigError
     model.to(target).eval()
     step = state.get("step")
     return Run(

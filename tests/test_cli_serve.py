@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from augkit.cli import main
@@ -66,6 +67,20 @@ def test_recommend_errors(run_dir, tmp_path):
     assert result.exit_code == 1 and "does not exist or is not a directory" in result.output
     result = invoke("recommend", run_dir, "--user", 1, "-k", 5000)
     assert result.exit_code == 1 and "k must be an int in 1..3000" in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+@pytest.mark.parametrize("command", [["recommend", "--user", 1], ["similar", "--item", 5], ["export", "--out", "x"]])
+def test_a_device_this_machine_lacks_is_one_line(run_dir, command):
+    result = invoke(command[0], run_dir, *command[1:], "--device", "cuda")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [result.output.strip()] and "CUDA is not available here" in result.output
+
+
+def test_similar_on_an_explicit_cpu_device(run_dir):
+    result = invoke("similar", run_dir, "--item", 5, "-k", 2, "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)) == 2
 
 
 def test_similar(run_dir):
