@@ -358,10 +358,10 @@ def summary(parts: RunParts, device: torch.device) -> str:
     counts = {name: sum(p.numel() for p in parts.model[name].parameters()) for name in ("query", "item")}
     lines = [
         f"data {data.name!r}: {data.num_users} users, {data.num_items} items, {len(data.interactions)} interactions",
-        f"split: {len(split.train)} train, {len(split.valid)} validation, {len(split.test)} test events; "
-        f"{int(split.cold_items.sum())} cold items",
-        f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
-        f"device {device}, {torch.get_num_threads()} threads, precision {parts.config.precision}",
+        (f"split: {len(split.train)} train, {len(split.valid)} validation, {len(split.test)} test events; "
+         f"{int(split.cold_items.sum())} cold items"),
+        (f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
+         f"device {device}, {torch.get_num_threads()} threads, precision {parts.config.precision}"),
     ]
     return "\n".join([*lines, *(f"warning: {w}" for w in data.warnings)])
 
