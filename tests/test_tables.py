@@ -194,6 +194,30 @@ def test_patterns_take_values_out_of_text_cells(tmp_path):
     assert items.vocabularies["tags"] == ("dark", "funny")
 
 
+def test_patterns_with_optional_groups_decomposed_letters_and_case_folding(tmp_path):
+    write(tmp_path / "log.csv", "u,m\n1,1\n1,2\n2,3\n")
+    write(tmp_path / "movies.csv", "m,title\n1,Ame\u0301lie (2001)\n2,Straße\n3,STRASSE x\n")
+    config = {
+        "interactions": {"path": str(tmp_path / "log.csv"), "user": "u", "item": "m"},
+        "items": [{"path": str(tmp_path / "movies.csv"), "key": "m", "features": {
+            "year": {"type": "categorical", "column": "title", "pattern": "x|\\((\\d{4})\\)"},
+            "words": {"type": "multi_categorical", "column": "title", "pattern": "[^\\W\\d_]+", "lowercase": True}}}],
+    }
+    items = read_tables(config).items
+    assert [value(items, "year", i) for i in range(3)] == ["2001", None, None]  # the group left out: no value
+    assert items.vocabularies["words"] == ("amélie", "strasse", "x")  # NFC first, then case-folded
+
+
+def test_a_pattern_that_finds_nothing_is_named(tmp_path):
+    write(tmp_path / "log.csv", "u,m\n1,1\n")
+    write(tmp_path / "movies.csv", "m,title\n1,Heat\n")
+    feature = {"type": "categorical", "column": "title", "pattern": "\\d*"}
+    config = {"interactions": {"path": str(tmp_path / "log.csv"), "user": "u", "item": "m"},
+              "items": [{"path": str(tmp_path / "movies.csv"), "key": "m", "features": {"year": feature}}]}
+    with pytest.raises(ConfigError, match=r"feature 'year' has no value in any line where its pattern '\\d\*' finds one"):
+        read_tables(config)
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -148,7 +148,9 @@ class FeatureColumn:
     `pattern`, a Python regular expression with at most one group, takes the values out of
     each cell (after `separator`): a categorical feature's value is the first match (its group,
     if it has one; no match: missing), a multi-valued feature's values are every match (as
-    `re.findall`). `lowercase` lower-cases the values. So ``column = "title"`` gives
+    `re.findall`), matched on the NFC form of the cell; a group left out of a match, or an
+    empty match, is no value. `lowercase`
+    case-folds the values (``str.casefold``: ``Straße`` and ``strasse`` are one). So ``column = "title"`` gives
     ``year`` from ``pattern = '\((\d{4})\)\s*$'`` and ``title_words`` from
     ``pattern = '[^\W\d_]+'`` with ``lowercase = true`` (TOML literal strings)."""
 
@@ -183,9 +185,9 @@ class FeatureColumn:
             try:
                 groups = re.compile(self.pattern).groups
             except re.error as error:
-                _fail(f"pattern {self.pattern!r} is not a regular expression: {error}")
+                _fail(f"pattern '{self.pattern}' is not a regular expression: {error}")
             if groups > 1:
-                _fail(f"pattern {self.pattern!r} has {groups} groups; give it at most one (the value)")
+                _fail(f"pattern '{self.pattern}' has {groups} groups; give it at most one (the value)")
 
     def extract(self, records: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(record, value) after `pattern` and `lowercase`, from the (record, value) of the
@@ -203,6 +205,7 @@ class FeatureColumn:
         return np.repeat(records, per_cell), flat[np.repeat(first[codes], per_cell) + within]
 
     def _values(self, cell: str) -> list[str]:
+        cell = unicodedata.normalize("NFC", cell)  # a decomposed é is one letter to the pattern
         if self.pattern is None:
             found = [cell]
         elif self.type == "categorical":
@@ -210,8 +213,8 @@ class FeatureColumn:
             found = [] if match is None else [match.group(1) if match.re.groups else match.group(0)]
         else:
             found = re.findall(self.pattern, cell)
-        found = [v.strip().lower() if self.lowercase else v.strip() for v in found]
-        return [v for v in found if v]
+        found = [v.strip() for v in found if v]  # a group left out of the match is None: no value
+        return [v.casefold() for v in found if v] if self.lowercase else [v for v in found if v]
 
 
 @attrs.frozen(kw_only=True)
@@ -933,7 +936,11 @@ def _feature(
 
 
 def _no_value(table: _Table, feature: FeatureColumn) -> NoReturn:
-    _fail(f"{table.where(None, feature.column)}: feature {feature.name!r} has no value in any {table.unit}")
+    found = "" if feature.pattern is None else (
+        f" where its pattern '{feature.pattern}' finds one (a match must be non-empty: an empty match, as "
+        "of '\\d*' before any digit, is no value)"
+    )
+    _fail(f"{table.where(None, feature.column)}: feature {feature.name!r} has no value in any {table.unit}{found}")
 
 
 def _dense(
