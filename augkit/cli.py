@@ -311,7 +311,9 @@ def _launch(nproc: int, config: Path | None, *, resume: bool, overwrite: bool, o
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    from augkit.distributed import environment_world_size
+
+    if environment_world_size() > 1:
         raise click.UsageError("--nproc: already running under torchrun; leave --nproc out")
     arguments = ["--standalone", "--nproc-per-node", str(nproc), "-m", "augkit", "train"]
     arguments += [str(config)] if config else []

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.distributed as dist
 
+from augkit.errors import ConfigError
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group of more than one process."""
@@ -102,10 +104,25 @@ def join_from_environment(device_type: str) -> bool:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1 in the environment), with
     nccl for CUDA and gloo otherwise; nothing when already joined or started alone. True when
     this call joined (its caller then leaves, see `leave`)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or (dist.is_available() and dist.is_initialized()):
+    if environment_world_size() <= 1 or (dist.is_available() and dist.is_initialized()):
         return False
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: launch the processes "
+            "with torchrun (or augkit train --nproc N), or unset WORLD_SIZE to run alone"
+        )
     dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     return True
+
+
+def environment_world_size() -> int:
+    """``WORLD_SIZE`` from the environment (1 when unset); anything but a positive integer is
+    a `ConfigError`."""
+    text = os.environ.get("WORLD_SIZE", "1").strip() or "1"
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"WORLD_SIZE must be a positive integer (set by torchrun), got {os.environ['WORLD_SIZE']!r}")
+    return int(text)
 
 
 LINGER_SECONDS = 0.1

@@ -179,6 +179,7 @@ def load_run(
     from augkit.train.history import with_history
     from augkit.train.run import build_model, split_for
 
+    target = resolve_device(str(device))  # a bad or absent device fails before any loading
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirectoryError(
@@ -222,7 +223,6 @@ def load_run(
             f"{dataset.name!r} ({dataset.num_items} items, {dataset.num_users} users): was the data "
             f"changed since training? ({detail})"
         ) from None
-    target = resolve_device(str(device))  # a device this machine lacks is a one-line ConfigError
     model.to(target).eval()
     step = state.get("step")
     return Run(

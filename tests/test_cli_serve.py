@@ -77,6 +77,13 @@ def test_a_device_this_machine_lacks_is_one_line(run_dir, command):
     assert result.output.strip().splitlines() == [result.output.strip()] and "CUDA is not available here" in result.output
 
 
+@pytest.mark.parametrize("device", ["bogus", "", "CPU", "cuda:-1", "meta"])
+def test_a_device_name_that_is_not_one_is_one_line(run_dir, device):
+    result = invoke("similar", run_dir, "--item", 5, "--device", device)
+    assert result.exit_code == 1 and "unexpected" not in result.output
+    assert f"Error: device must be one of auto, cpu, cuda, cuda:N, mps, got {device!r}" in result.output
+
+
 def test_similar_on_an_explicit_cpu_device(run_dir):
     result = invoke("similar", run_dir, "--item", 5, "-k", 2, "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output

@@ -193,3 +193,30 @@ def test_evaluation_on_two_ranks_equals_one_process(tmp_path):
     alone = evaluate_run(build_run(tiny_config(str(tmp_path), "alone", "count")), on="test")
     for metrics in run_ranks(evaluated, 2, str(tmp_path)):  # items and queries embedded half per rank
         assert metrics == alone
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE must be a positive integer \\(set by torchrun\\), got 'abc'"),
+        ({"WORLD_SIZE": "0"}, "WORLD_SIZE must be a positive integer"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK, MASTER_ADDR, MASTER_PORT not set: launch the processes with torchrun"),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "but MASTER_ADDR, MASTER_PORT not set"),
+    ],
+)
+def test_a_stray_world_size_is_a_named_error(monkeypatch, env, message):
+    from augkit.errors import ConfigError
+
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=message):
+        distributed.join_from_environment("cpu")
+
+
+def test_an_unset_or_empty_world_size_means_alone(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "")
+    assert distributed.join_from_environment("cpu") is False
+    monkeypatch.delenv("WORLD_SIZE")
+    assert distributed.join_from_environment("cpu") is False

@@ -8,13 +8,17 @@ import torch
 from augkit import distributed
 from augkit.data.dataset import InteractionLog
 from augkit.errors import ConfigError
+from augkit.train.checks import DEVICE_PATTERN
 from augkit.train.run import RunParts
 
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` is ``cuda`` when CUDA is available, else ``cpu``; any other name must exist
     here, else a one-line `ConfigError` says why not. Under torchrun, ``cuda`` is this
-    process's GPU, ``cuda:LOCAL_RANK``."""
+    process's GPU, ``cuda:LOCAL_RANK``. A name outside auto, cpu, cuda, cuda:N, mps is a
+    `ConfigError` too."""
+    if not isinstance(name, str) or DEVICE_PATTERN.fullmatch(name) is None:
+        raise ConfigError(f"device must be one of auto, cpu, cuda, cuda:N, mps, got {name!r}")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
