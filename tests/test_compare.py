@@ -244,11 +244,44 @@ def test_defined_variants_get_rows_of_their_own_with_their_fixed_keys(tmp_path, 
         (["su=cfm:ssl.alpha=3"], "use --alphas"),
         (["su=cfm:main.temperature=0.1", "su=rfm:main.lr=0.1"], "already defined from 'cfm'"),
         (["su=cfm:main.temperature=0.1", "su=cfm:main.temperature=0.2"], "given twice"),
+        (["Baseline=cfm:main.temperature=0.1"], "is a built-in variant \\(in any case\\)"),
+        (["e=baseline:epochs=50"], "epochs is under epochs, which every variant shares"),
+        (["v=baseline:data.valid_fraction=0.3"], "data.valid_fraction is under data"),
+        (['m=baseline:eval.monitor="valid/all/recall@10"'], "lifts stay paired"),
+        (["o=baseline:output_dir=x"], "output_dir is set by compare itself"),
     ],
 )
 def test_bad_defines_are_named(items, message):
     with pytest.raises((ConfigError, UnknownNameError), match=message):
         parse_defines(items)
+
+
+def test_defines_that_would_mislead_are_refused_before_training(tmp_path, monkeypatch):
+    calls = _fake(monkeypatch, lambda name: 0.1, lambda name: 0.1)
+    defined = parse_defines(["t=baseline:main.temperature=0.1"])
+    with pytest.raises(ConfigError, match="'t' fixes that key by its --define"):
+        run_compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, grid=parse_grid(["t:main.temperature=0.2"], ["t"]))
+    with pytest.raises(ConfigError, match="'t' is a defined variant; tune it"):
+        run_compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, tuned={"t": small(tmp_path)})
+    with pytest.raises(ConfigError, match="share the row 'baseline main.temperature=0.1'"):
+        run_compare(small(tmp_path), ["baseline"], 1, grid=parse_grid(["baseline:main.temperature=0.1,0.1000001"]))
+    with pytest.raises(ConfigError, match="share the run name 'default-x-batch_size64-uniform_negatives8-s0'"):
+        run_compare(small(tmp_path), ["baseline", "x", "x-batch_size64"], 1,
+                    defined=parse_defines(["x=baseline:main.batch_size=64", "x-batch_size64=baseline:main.uniform_negatives=8"]),
+                    grid=parse_grid(["x:main.uniform_negatives=8"], ["x", "x-batch_size64"]))
+    with pytest.raises(ConfigError, match="k=5 is not among eval.ks"):
+        run_compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:all/recall@5>=+1"])
+    with pytest.raises(UnknownNameError, match="slice"):
+        run_compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:tial/recall@50>=+1"])
+    bogus = parse_defines(['x=cfm:ssl.augmentation.params.pair.params.correlation="bogus"'])
+    with pytest.raises(ConfigError, match="correlation must be one of"):
+        run_compare(small(tmp_path), ["baseline", "x"], 1, defined=bogus)
+    assert calls["fit"] == []  # nothing trained for any of these
+
+
+def test_a_lift_without_a_t_test_prints_both_p_values_readably():
+    stats = {"lift": 0.466, "lift_ci": None, "p_t": None, "p_wilcoxon": 1.0, "significant": False}
+    assert compare_module._lift_cell(stats) == "+46.6% p=n/a/1.000"
 
 
 def test_a_defined_variant_with_a_bad_key_fails_before_training(tmp_path):

@@ -36,7 +36,7 @@ from augkit.data.dataset import RecDataset
 from augkit.errors import ConfigError, UnknownNameError
 from augkit.train.config import TrainConfig, config_from_dict, config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
-from augkit.train.run import ITEM_ID_FEATURE, load_dataset
+from augkit.train.run import ITEM_ID_FEATURE, build_augmentation, load_dataset
 from augkit.train.stats import mean_ci, paired_t_test, wilcoxon_signed_rank
 
 log = logging.getLogger("augkit.train")
@@ -160,11 +160,12 @@ def variant_config(
     if alpha <= 0:
         raise ConfigError(f"compare: alpha (the SSL/SO weight) must be > 0, got {alpha:g}")
     data = _merge(config_to_dict(base), variant_overrides(variant, alpha))
+    where = f"variant {row or variant!r}"
     for key, value in (changes or {}).items():
-        set_path(data, key, value, where=f"variant {variant!r}")
+        set_path(data, key, value, where=where)
     weight = f"-a{alpha:g}" if variant in WEIGHTED_VARIANTS else ""
     data.update(name=f"{base.name}-{row or variant}{weight}{_name_part(changes or {})}-s{seed}", seed=seed, tune=None)
-    return config_from_dict(data, source=f"variant {variant!r}")
+    return config_from_dict(data, source=where)
 
 
 # -- the grid ---------------------------------------------------------------------------------
@@ -179,6 +180,27 @@ def parse_grid(items: Sequence[str], known: Sequence[str] = VARIANTS) -> dict[st
             raise ConfigError(f"--grid {item!r}: {key!r} is given twice for {target if target != '*' else 'every variant'}")
         grid.setdefault(target, {})[key] = values
     return grid
+
+
+SET_BY_COMPARE = ("ssl.alpha", "main.spread_out", "seed", "name", "output_dir", "tune")
+"""Keys compare sets itself for every run."""
+PAIRED = ("data", "eval", "epochs")
+"""Config parts every variant shares, so that lifts are paired: the same splits, the same
+selection metric and the same training length."""
+
+
+def check_variable_key(key: str, where: str) -> None:
+    """`ConfigError` unless a ``--grid`` or ``--define`` may vary `key`: not a key compare sets
+    (`SET_BY_COMPARE`), nor one under `PAIRED`."""
+    if key in SET_BY_COMPARE:
+        hint = " (use --alphas for the weight alpha)" if key in ("ssl.alpha", "main.spread_out") else ""
+        raise ConfigError(f"{where}: {key} is set by compare itself{hint}")
+    head = key.split(".", 1)[0]
+    if head in PAIRED:
+        raise ConfigError(
+            f"{where}: {key} is under {head}, which every variant shares so that the lifts stay paired "
+            "(the same splits, selection metric and epochs); set it for all with --set"
+        )
 
 
 def read_value(text: str) -> Any:
@@ -201,8 +223,7 @@ def _grid_item(item: str, known: Sequence[str]) -> tuple[str, str, list[Any]]:
         raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2 or VARIANT:KEY=V1,V2, e.g. main.temperature=0.05,0.1")
     if target != "*" and target not in known:
         raise UnknownNameError("variant in --grid", target, known)
-    if key in ("ssl.alpha", "main.spread_out", "seed", "name"):
-        raise ConfigError(f"--grid {item!r}: {key} is set by compare itself (use --alphas for the weight alpha)")
+    check_variable_key(key, f"--grid {item!r}")
     return target, key, [read_value(part) for part in text.split(",")]
 
 
@@ -224,12 +245,11 @@ def parse_defines(items: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]
             raise ConfigError(f"--define {item!r}: expected NAME=VARIANT:KEY=VALUE, e.g. mns=baseline:main.uniform_negatives=1024")
         if not _NAME.fullmatch(name):
             raise ConfigError(f"--define {item!r}: the name {name!r} must start with a letter and hold letters, digits, _, + or - only")
-        if name in VARIANTS:
-            raise ConfigError(f"--define {item!r}: {name!r} is a built-in variant; give the new one a name of its own")
+        if name.lower() in VARIANTS:
+            raise ConfigError(f"--define {item!r}: {name!r} is a built-in variant (in any case); give the new one a name of its own")
         if variant not in VARIANTS:
             raise UnknownNameError(f"variant in --define {item!r}", variant, VARIANTS)
-        if key in ("ssl.alpha", "main.spread_out", "seed", "name"):
-            raise ConfigError(f"--define {item!r}: {key} is set by compare itself (use --alphas for the weight alpha)")
+        check_variable_key(key, f"--define {item!r}")
         kind, fixed = defined.setdefault(name, (variant, {}))
         if kind != variant:
             raise ConfigError(f"--define {item!r}: {name!r} is already defined from {kind!r}, not {variant!r}")
@@ -280,11 +300,16 @@ def candidates(
     built once here, so a bad value fails before any training."""
     kind, fixed = (defined or {}).get(variant, (variant, {}))
     variant_overrides(kind, 1.0)  # unknown names fail first
+    if tuned is not None and fixed:
+        raise ConfigError(f"--tuned {variant}: {variant!r} is a defined variant; tune it, or define it from the tuned config")
     if tuned is not None:
         found = Candidate(f"{variant} (tuned)", variant, None, {}, tuned, kind=kind, fixed=dict(fixed))
         found.config(base, base.seed)
         return [found]
     keys: dict[str, Sequence[Any]] = {**(grid or {}).get("*", {}), **(grid or {}).get(variant, {})}
+    clash = sorted(set(keys) & set(fixed))
+    if clash:
+        raise ConfigError(f"--grid {clash[0]}: {variant!r} fixes that key by its --define; grid it in a variant that does not")
     weights: Sequence[float | None] = alphas if kind in WEIGHTED_VARIANTS else [None]
     out = []
     for alpha in weights:
@@ -422,6 +447,30 @@ def parse_target(text: str, known: Sequence[str] = VARIANTS) -> dict[str, Any]:
     return {"variant": match["variant"], "key": match["key"], "lift_at_least": float(match["pct"]) / 100, "text": text.strip()}
 
 
+def _check_target_key(target: Mapping[str, Any], base: TrainConfig) -> None:
+    slice_, metric = target["key"].split("/")
+    k = int(metric.rsplit("@", 1)[1])
+    slices = (*COMPARE_SLICES, *(f"{DECILE_PREFIX}{d}" for d in range(10)))
+    if slice_ not in slices:
+        raise UnknownNameError(f"slice in --target {target['text']!r}", slice_, slices)
+    if k not in base.eval.ks:
+        raise ConfigError(f"--target {target['text']!r}: k={k} is not among eval.ks {list(base.eval.ks)}, so it is never computed")
+
+
+def _check_distinct(pool: Sequence[Candidate], base: TrainConfig) -> None:
+    """`ConfigError` when two candidates would share a row label or a run directory (values that
+    print alike, such as 0.1 and 0.1000001, or a defined name that spells another's run name)."""
+    seen: dict[str, str] = {}
+    for candidate in pool:
+        for what, text in (("row", candidate.label), ("run name", candidate.config(base, base.seed).name)):
+            other = seen.setdefault(f"{what}:{text}", candidate.label)
+            if other is not candidate.label:
+                raise ConfigError(
+                    f"compare: candidates {other!r} and {candidate.label!r} share the {what} {text!r}; "
+                    "give values that print differently, or another --define name"
+                )
+
+
 def check_targets(targets: Sequence[Mapping[str, Any]], chosen: Mapping[str, str], lifts: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Each target with the measured lift, its interval, and whether the point estimate (and the
     interval's lower end) reach it."""
@@ -480,9 +529,16 @@ def run_compare(
         if name not in variants:
             raise ConfigError(f"--tuned {name}: {name!r} is not among the variants {list(variants)}")
     parsed_targets = [parse_target(t, known) for t in targets]
+    for target in parsed_targets:
+        _check_target_key(target, base)
     pool = {v: candidates(base, v, alphas, grid, tuned.get(v), defined) for v in variants}
     seed_list = list(range(base.seed, base.seed + seeds))
+    _check_distinct([c for cs in pool.values() for c in cs], base)
     dataset = load_dataset(base)
+    for candidate in (c for cs in pool.values() for c in cs):  # a bad augmentation fails before any training
+        config = candidate.config(base, seed_list[0])
+        if config.ssl.alpha > 0:
+            build_augmentation(config, dataset.items)
 
     # 1. selection: validation only
     validation: dict[str, list[dict[str, Any]]] = {}
@@ -582,10 +638,8 @@ def _lift_cell(stats: Mapping[str, Any] | None) -> str:
     text = f"{100 * stats['lift']:+.1f}%"
     if stats["lift_ci"] is not None:
         text += f" [{100 * (stats['lift'] - stats['lift_ci']):+.1f}, {100 * (stats['lift'] + stats['lift_ci']):+.1f}]"
-    if stats["p_t"] is not None:
-        text += f" p={stats['p_t']:.3f}"
-    if stats["p_wilcoxon"] is not None:
-        text += f"/{stats['p_wilcoxon']:.3f}"
+    if stats["p_t"] is not None or stats["p_wilcoxon"] is not None:
+        text += " p=" + "/".join("n/a" if p is None else f"{p:.3f}" for p in (stats["p_t"], stats["p_wilcoxon"]))
     return text + (" †" if stats["significant"] else "")
 
 

@@ -118,12 +118,8 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
         ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature, **gather})
-        resolved = resolve_augmentation(
-            config.ssl.augmentation, dataset.items, allow_stale_mi=config.ssl.allow_stale_mi
-        )
+        resolved, augmentation = build_augmentation(config, dataset.items)
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
-        augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
-        _check_fits(augmentation, dataset.items, resolved)
     spread_out = registry.create("loss", "spread_out", gather) if config.main.spread_out > 0 else None
     feature_dropout = None
     if config.main.feature_dropout > 0:
@@ -143,6 +139,16 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         train_counts=train_counts,
         towers=TowerStep(model),
     )
+
+
+def build_augmentation(config: TrainConfig, items: FeatureBatch) -> tuple[dict[str, Any], TwoViews | PairAugmentation]:
+    """The SSL augmentation of `config` for the item corpus `items`: its config resolved (a
+    ``cfm`` gets the corpus MI inline, see `resolve_augmentation`) and the two-view pipeline
+    built from it, checked on a dry run over a few items. Errors name the config path."""
+    resolved = resolve_augmentation(config.ssl.augmentation, items, allow_stale_mi=config.ssl.allow_stale_mi)
+    augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
+    _check_fits(augmentation, items, resolved)
+    return resolved, augmentation
 
 
 class TowerStep(nn.Module):
