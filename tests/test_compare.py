@@ -249,6 +249,7 @@ def test_defined_variants_get_rows_of_their_own_with_their_fixed_keys(tmp_path, 
         (["v=baseline:data.valid_fraction=0.3"], "data.valid_fraction is under data"),
         (['m=baseline:eval.monitor="valid/all/recall@10"'], "lifts stay paired"),
         (["o=baseline:output_dir=x"], "output_dir is set by compare itself"),
+        (['x=baseline:ssl.temperature=0.2'], "baseline has no SSL task \\(its alpha is 0\\), so ssl.temperature would change nothing"),
     ],
 )
 def test_bad_defines_are_named(items, message):

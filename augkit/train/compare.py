@@ -250,6 +250,8 @@ def parse_defines(items: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]
         if variant not in VARIANTS:
             raise UnknownNameError(f"variant in --define {item!r}", variant, VARIANTS)
         check_variable_key(key, f"--define {item!r}")
+        if key.startswith("ssl.") and variant not in ("rfm", "cfm"):
+            raise ConfigError(f"--define {item!r}: {variant} has no SSL task (its alpha is 0), so {key} would change nothing")
         kind, fixed = defined.setdefault(name, (variant, {}))
         if kind != variant:
             raise ConfigError(f"--define {item!r}: {name!r} is already defined from {kind!r}, not {variant!r}")
