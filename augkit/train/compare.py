@@ -459,16 +459,17 @@ def _check_target_key(target: Mapping[str, Any], base: TrainConfig) -> None:
         raise ConfigError(f"--target {target['text']!r}: k={k} is not among eval.ks {list(base.eval.ks)}, so it is never computed")
 
 
-def _check_distinct(pool: Sequence[Candidate], base: TrainConfig) -> None:
+def _check_distinct(first_runs: Sequence[tuple[Candidate, TrainConfig]]) -> None:
     """`ConfigError` when two candidates would share a row label or a run directory (values that
-    print alike, such as 0.1 and 0.1000001, or a defined name that spells another's run name)."""
-    seen: dict[str, str] = {}
-    for candidate in pool:
-        for what, text in (("row", candidate.label), ("run name", candidate.config(base, base.seed).name)):
-            other = seen.setdefault(f"{what}:{text}", candidate.label)
-            if other is not candidate.label:
+    print alike, such as 0.1 and 0.1000001, or a defined name that spells another's run name);
+    `first_runs` pairs each candidate with its config for one seed."""
+    seen: dict[tuple[str, str], Candidate] = {}
+    for candidate, config in first_runs:
+        for what, text in (("row", candidate.label), ("run name", config.name)):
+            other = seen.setdefault((what, text), candidate)
+            if other is not candidate:
                 raise ConfigError(
-                    f"compare: candidates {other!r} and {candidate.label!r} share the {what} {text!r}; "
+                    f"compare: candidates {other.label!r} and {candidate.label!r} share the {what} {text!r}; "
                     "give values that print differently, or another --define name"
                 )
 
@@ -535,10 +536,10 @@ def run_compare(
         _check_target_key(target, base)
     pool = {v: candidates(base, v, alphas, grid, tuned.get(v), defined) for v in variants}
     seed_list = list(range(base.seed, base.seed + seeds))
-    _check_distinct([c for cs in pool.values() for c in cs], base)
+    first_runs = [(c, c.config(base, seed_list[0])) for cs in pool.values() for c in cs]
+    _check_distinct(first_runs)
     dataset = load_dataset(base)
-    for candidate in (c for cs in pool.values() for c in cs):  # a bad augmentation fails before any training
-        config = candidate.config(base, seed_list[0])
+    for _, config in first_runs:  # a bad augmentation fails before any training
         if config.ssl.alpha > 0:
             build_augmentation(config, dataset.items)
 
