@@ -28,3 +28,25 @@ def test_the_scalable_sampler_follows_the_exact_distribution():
 
     assert in_segment(fast) > 2 / 16 and abs(in_segment(fast) - in_segment(exact)) < 0.03
     assert torch.equal(make_synthetic(seed=0, exact=False).interactions.items, fast.interactions.items)
+
+
+def test_features_carry_the_users_tastes_for_tail_items_too():
+    data = make_synthetic(seed=0)
+    users, items = data.interactions.users, data.interactions.items
+    counts = torch.bincount(items, minlength=data.num_items)
+    assert float((counts <= 5).double().mean()) > 0.2  # a long tail
+    tail = counts[items] <= 5
+    segment = data.users.values["segment"][users]
+    topic = data.items.values["category"][items] // 4
+    same = (segment == topic).double()
+    # a tail click is in the user's segment's topic as often as a head click, far above 1/16
+    assert float(same[tail].mean()) > 3 / 16
+    assert abs(float(same[tail].mean()) - float(same[~tail].mean())) < 0.1
+    # and an item's tags name its niche: items sharing a first tag share a category ~30x as often as
+    # two random items (1/64)
+    tags = data.items.values["tags"][:, 0]
+    category = data.items.values["category"]
+    pairs = tags[:, None] == tags[None, :]
+    pairs.fill_diagonal_(False)
+    agree = (category[:, None] == category[None, :])[pairs].double().mean()
+    assert float(agree) > 0.3
