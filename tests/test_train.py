@@ -9,7 +9,7 @@ import attrs
 import pytest
 import torch
 
-from augkit.errors import CheckpointError, ConfigError, UnknownNameError
+from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
 from augkit.train.checkpoint import load_checkpoint
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
 from augkit.train.compare import variant_config
@@ -31,7 +31,7 @@ def small(tmp_path, **changes) -> object:
 
 
 def test_short_run_writes_a_report_and_beats_top_popular(tmp_path):
-    config = small(tmp_path, epochs=3)
+    config = small(tmp_path, epochs=3, model={})  # the default towers: the tiny ones stay below TopPopular
     metrics = run_training(config)
     run_dir = config.run_dir
     for name in ("config.toml", "metrics.json", "report.md", "recall_by_decile.png", "checkpoint.pt", "best.pt",
@@ -154,3 +154,36 @@ def test_documented_defaults_are_the_real_defaults():
     page = (Path(__file__).resolve().parents[1] / "docs" / "reference" / "train-config.md").read_text()
     block = page.split("```toml\n", 1)[1].split("```", 1)[0]
     assert config_from_dict(tomllib.loads(block)) == config_from_dict({})
+
+
+def test_the_baseline_beside_equals_a_run_without_the_ssl_task(tmp_path):
+    config = small(tmp_path, name="ssl", eval={"baseline": True})
+    metrics = run_training(config)
+    alone = run_training(small(tmp_path, name="alone", ssl={"batch_size": 128, "alpha": 0.0}))
+    beside = metrics["baseline"]
+    assert beside["run"] == "baseline" and beside["model"] == alone["model"]
+    assert beside["model"] != metrics["model"]  # the SSL task changed the model
+    baseline_dir = config.run_dir / "baseline"
+    assert load_config(baseline_dir / "config.toml").ssl.alpha == 0.0
+    assert json.loads((baseline_dir / "metrics.json").read_text())["model"] == alone["model"]
+    report = (config.run_dir / "report.md").read_text()
+    assert "| baseline | tail" in report and "The SSL task against the baseline beside it" in report
+    # the baseline belongs to the run: refused, replaced and resumed with it
+    with pytest.raises(RunDirectoryError, match="holds another run's results"):
+        run_training(config)
+    (config.run_dir / "metrics.json").unlink()
+    (config.run_dir / "baseline" / "checkpoint.pt").unlink()
+    with pytest.raises(RunDirectoryError, match=r"holds another run's results \(.*baseline"):
+        run_training(config)
+    resumed = run_training(config, resume=True)  # the baseline's checkpoint is gone: trained afresh
+    assert resumed["baseline"]["model"] == alone["model"] and resumed["model"] == metrics["model"]
+    run_training(attrs.evolve(config, epochs=2), resume=True)  # both extended
+    assert load_checkpoint(baseline_dir / "checkpoint.pt")["step"] == load_checkpoint(config.run_dir / "checkpoint.pt")["step"]
+    run_training(config, overwrite=True)
+    assert (baseline_dir / "metrics.json").exists()
+
+
+def test_no_baseline_beside_a_run_without_the_ssl_task(tmp_path):
+    config = small(tmp_path, ssl={"alpha": 0.0}, eval={"baseline": True})
+    assert "baseline" not in run_training(config)
+    assert not (config.run_dir / "baseline").exists()

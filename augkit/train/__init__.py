@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 
 from augkit import distributed
 from augkit.registry import get_registry
-from augkit.train.checkpoint import BEST_NAME, load_checkpoint
+from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint
 from augkit.train.config import TrainConfig, apply_overrides, config_from_dict, dump_config, load_config
 from augkit.train.evaluation import evaluate_run
 from augkit.train.loop import TrainResult, joined, prepare, run_directory, run_loop, train
@@ -83,6 +85,32 @@ def _train_and_test(config: TrainConfig, *, resume: bool, overwrite: bool, parts
             validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
             validation["model"] = result.best["metrics"]
         report = {"training": training, "validation": validation, **metrics, "versions": versions()}
+        if parts.config.eval.baseline and parts.config.ssl.alpha > 0:
+            report["baseline"] = _baseline_beside(parts, run_dir, resume=resume)
         if distributed.rank() == 0:
             write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
     return report
+
+
+BASELINE_RUN = "baseline"
+"""The sub-directory of a run with ``eval.baseline`` that holds the baseline's run."""
+
+
+def baseline_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """`config` without the SSL task (``ssl.alpha = 0``), run in ``<run_dir>/baseline/``."""
+    return attrs.evolve(
+        config, name=BASELINE_RUN, output_dir=str(run_dir), ssl=attrs.evolve(config.ssl, alpha=0.0),
+        eval=attrs.evolve(config.eval, baseline=False),
+    )
+
+
+def _baseline_beside(parts: RunParts, run_dir: Path, *, resume: bool) -> dict[str, Any]:
+    """Train and test the baseline of `parts`' config on the same data (see
+    `TrainConfig.eval.baseline`); its report's training, validation and test metrics.
+    `resume` continues its checkpoint when it has one; otherwise it trains afresh, replacing
+    what a run stopped before the baseline finished left (the directory is the run's own)."""
+    config = baseline_config(parts.config, run_dir)
+    log.info("training the baseline (ssl.alpha = 0) beside the model, in %s", config.run_dir)
+    continues = resume and (config.run_dir / CHECKPOINT_NAME).exists()
+    report = _train_and_test(config, resume=continues, overwrite=True, parts=build_run(config, parts.dataset))
+    return {"run": BASELINE_RUN, **{key: report[key] for key in ("training", "validation", "model")}}

@@ -139,6 +139,10 @@ class EvalConfig:
     """How items never seen in training are embedded at evaluation: ``default``, their
     ``item_id`` reads as the default (missing) embedding, as when serving a new item; or
     ``trained``, their own id embedding as training left it."""
+    baseline: bool = False
+    """Also train the baseline (this config with ``ssl.alpha = 0``: same data, split, seed and
+    epochs) in ``<run_dir>/baseline/`` and report it beside the model; ``augkit train``
+    without a config turns it on. Ignored when ``ssl.alpha`` is 0."""
 
     @monitor.validator
     def _check_monitor(self, attribute: attrs.Attribute, value: str) -> None:

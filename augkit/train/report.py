@@ -79,6 +79,27 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: Path, *, monitor: s
     figure.savefig(path)
 
 
+def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], ks: Sequence[int]) -> list[str]:
+    """The model against the baseline beside it (`TrainConfig.eval.baseline`): per slice,
+    Recall at the middle k of `ks`, both values and the relative change, as markdown lines."""
+    key = f"recall@{sorted(ks)[len(ks) // 2]}"
+
+    def cell(s: str) -> str:
+        new, old = model[s][key], baseline["model"][s][key]
+        if new is None or old is None:
+            return f"{s} n/a"
+        change = f" ({(new - old) / old:+.1%})" if old > 0 else ""
+        return f"{s} {new:.4f} against {old:.4f}{change}"
+
+    cells = "; ".join(cell(s) for s in SUMMARY_SLICES)
+    return [
+        f"The SSL task against the baseline beside it (`{baseline['run']}/`: ssl.alpha = 0, the same data, split, "
+        f"seed and epochs), {key}: {cells}. One seed, no interval; `augkit compare` gives several seeds, tuned "
+        "baselines and paired tests.",
+        "",
+    ]
+
+
 def config_text(config: TrainConfig, versions: Mapping[str, str]) -> str:
     """The resolved config as TOML, headed by comments with the versions that ran it."""
     header = "".join(f"# {name} {version}\n" for name, version in versions.items())
@@ -99,8 +120,10 @@ def write_run_report(
     (run_dir / "config.toml").write_text(config_text(config, report.get("versions", {})), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     k = ks[0]
+    baseline = report.get("baseline")
+    rows = {"model": report["model"], **({"baseline": baseline["model"]} if baseline else {}), "TopPopular": report["top_popular"]}
     plot_deciles(
-        {"model": decile_recall(report["model"], k), "TopPopular": decile_recall(report["top_popular"], k)},
+        {name: decile_recall(metrics, k) for name, metrics in rows.items()},
         run_dir / "recall_by_decile.png",
         k=k,
         title=f"{name}: Recall@{k} by popularity decile",
@@ -130,8 +153,9 @@ def write_run_report(
         "Test split, full-corpus retrieval, each user's earlier items excluded. head = top "
         f"{config.eval.head_fraction:.0%} of items by training count, tail = the rest, cold = never in training.",
         "",
-        metrics_table({"model": report["model"], "TopPopular": report["top_popular"]}, ks),
+        metrics_table(rows, ks),
         "",
+        *(baseline_lines(report["model"], baseline, ks) if baseline else []),
         "![Recall by popularity decile](recall_by_decile.png)",
         "",
         "Versions: " + ", ".join(f"{n} {v}" for n, v in report.get("versions", {}).items()),

@@ -17,7 +17,7 @@ from augkit.errors import RunDirectoryError
 LOCK_NAME = ".lock"
 RESULTS = (
     "checkpoint.pt", "best.pt", "metrics.json", "config.toml", "history.csv", "steps.csv",
-    "report.md", "recall_by_decile.png", "training_curves.png", "tensorboard",
+    "report.md", "recall_by_decile.png", "training_curves.png", "tensorboard", "baseline",
 )
 """What a run writes into its directory; a fresh run with ``overwrite`` removes these only."""
 
