@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import tomllib
 
 import pytest
@@ -152,8 +153,12 @@ def test_cli_print_config_and_seed(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     printed = config_from_dict(tomllib.loads(result.output))
     assert printed.seed == 7 and printed.ssl.alpha == 0.3
+    assert printed.eval.baseline  # the default run trains the baseline beside the model
     assert dump_config(printed) == result.output
     assert not (tmp_path / "runs").exists()
+    (tmp_path / "empty.toml").write_text("")
+    from_file = CliRunner().invoke(main, ["train", "empty.toml", "--print-config"])
+    assert not config_from_dict(tomllib.loads(from_file.output)).eval.baseline  # a config file: off unless set
 
 
 def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, monkeypatch):
@@ -165,6 +170,14 @@ def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, mo
     assert result.exit_code == 0, result.output
     for line in ("users,", "validation,", "parameters; device cpu", "epoch 1: validating", "testing the best"):
         assert line in result.output, line
+    def summary(output: str) -> str:
+        return re.search(r"test Recall@10: model [^\n]*", output).group()  # after the progress bar's \r
+
+    assert "baseline" not in summary(result.output)
+    with_baseline = CliRunner().invoke(main, ["train", "run.toml", "--name", "both", "--set", "eval.baseline=true"])
+    assert with_baseline.exit_code == 0, with_baseline.output
+    last = summary(with_baseline.output)
+    assert "model " in last and ", baseline " in last and "TopPopular" in last and "training the baseline" in with_baseline.output
     written = json.loads((tmp_path / "runs" / "default" / "metrics.json").read_text())
     assert written["versions"]["torch"] == torch.__version__
 
