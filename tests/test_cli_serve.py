@@ -75,6 +75,7 @@ def test_a_device_this_machine_lacks_is_one_line(run_dir, command):
     result = invoke(command[0], run_dir, *command[1:], "--device", "cuda")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines() == [result.output.strip()] and "CUDA is not available here" in result.output
+    assert "choose the cpu device (or auto)" in result.output  # no config-file syntax on the serving CLI
 
 
 @pytest.mark.parametrize("device", ["bogus", "", "CPU", "cuda:-1", "meta"])

@@ -27,11 +27,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"torch {torch.__version__}" + ("" if torch.version.cuda else ", a build without CUDA")
-            raise ConfigError(f"device {name!r}: CUDA is not available here ({build}); use device = 'cpu' or 'auto'")
+            raise ConfigError(f"device {name!r}: CUDA is not available here ({build}); choose the cpu device (or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), 0-based")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r}: MPS is not available here; use device = 'cpu' or 'auto'")
+        raise ConfigError(f"device {name!r}: MPS is not available here; choose the cpu device (or auto)")
     return device
 
 
