@@ -142,7 +142,7 @@ class EvalConfig:
     baseline: bool = False
     """Also train the baseline (this config with ``ssl.alpha = 0``: same data, split, seed and
     epochs) in ``<run_dir>/baseline/`` and report it beside the model; ``augkit train``
-    without a config turns it on. Ignored when ``ssl.alpha`` is 0."""
+    without a config turns it on. Ignored when ``ssl.alpha`` is 0, and by compare and tune."""
 
     @monitor.validator
     def _check_monitor(self, attribute: attrs.Attribute, value: str) -> None:
