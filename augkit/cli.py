@@ -293,6 +293,8 @@ def train(
     """
     from augkit.train import dump_config, run_training
 
+    if resume and overwrite:
+        raise click.UsageError("--resume continues the run and --overwrite replaces it; give one of them")
     settings = _settings(
         config, overrides, {"name": name, "epochs": epochs, "seed": seed, "device": device}, without=DEFAULT_RUN
     )

@@ -171,9 +171,11 @@ def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, mo
     for line in ("users,", "validation,", "parameters; device cpu", "epoch 1: validating", "testing the best"):
         assert line in result.output, line
     def summary(output: str) -> str:
-        return re.search(r"test Recall@10: model [^\n]*", output).group()  # after the progress bar's \r
+        return re.search(r"test Recall@10: model [^\n]*", output).group()
 
     assert "baseline" not in summary(result.output)
+    both = CliRunner().invoke(main, ["train", "run.toml", "--resume", "--overwrite"])
+    assert both.exit_code == 2 and "give one of them" in both.output
     with_baseline = CliRunner().invoke(main, ["train", "run.toml", "--name", "both", "--set", "eval.baseline=true"])
     assert with_baseline.exit_code == 0, with_baseline.output
     last = summary(with_baseline.output)

@@ -83,6 +83,7 @@ def test_resume_needs_a_checkpoint_and_the_same_config(tmp_path):
     config = small(tmp_path)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         train(config, resume=True)
+    assert not config.run_dir.exists()  # nothing to continue: no directory left behind
     train(config, max_steps=20)
     with pytest.raises(ConfigError, match=r"another config; differing keys: optim.lr, ssl.alpha \("):
         train(attrs.evolve(config, optim=attrs.evolve(config.optim, lr=0.1), ssl=attrs.evolve(config.ssl, alpha=0.5)), resume=True)
@@ -179,11 +180,27 @@ def test_the_baseline_beside_equals_a_run_without_the_ssl_task(tmp_path):
     assert resumed["baseline"]["model"] == alone["model"] and resumed["model"] == metrics["model"]
     run_training(attrs.evolve(config, epochs=2), resume=True)  # both extended
     assert load_checkpoint(baseline_dir / "checkpoint.pt")["step"] == load_checkpoint(config.run_dir / "checkpoint.pt")["step"]
-    run_training(config, overwrite=True)
-    assert (baseline_dir / "metrics.json").exists()
+    (baseline_dir / "notes.txt").write_text("mine")
+    run_training(config, overwrite=True)  # replaces the run's files in baseline/ too, and only those
+    assert (baseline_dir / "metrics.json").exists() and (baseline_dir / "notes.txt").read_text() == "mine"
+    assert (baseline_dir / "report.md").read_text().startswith("# Run `ssl/baseline`: the baseline of run `ssl`")
 
 
 def test_no_baseline_beside_a_run_without_the_ssl_task(tmp_path):
     config = small(tmp_path, ssl={"alpha": 0.0}, eval={"baseline": True})
     assert "baseline" not in run_training(config)
     assert not (config.run_dir / "baseline").exists()
+
+
+def test_a_run_stopped_in_its_baseline_keeps_the_models_report(tmp_path, monkeypatch):
+    import augkit.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(augkit.train, "_baseline_beside", interrupted)
+    config = small(tmp_path, eval={"baseline": True})
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config)
+    written = json.loads((config.run_dir / "metrics.json").read_text())
+    assert "model" in written and "baseline" not in written and (config.run_dir / "report.md").exists()

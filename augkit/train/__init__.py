@@ -57,7 +57,9 @@ def run_training(
         return _train_and_test(config, resume=resume, overwrite=overwrite, parts=parts)
 
 
-def _train_and_test(config: TrainConfig, *, resume: bool, overwrite: bool, parts: RunParts | None) -> dict[str, Any]:
+def _train_and_test(
+    config: TrainConfig, *, resume: bool, overwrite: bool, parts: RunParts | None, baseline_of: str | None = None
+) -> dict[str, Any]:
     parts = prepare(config, parts)
     with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
         result = run_loop(parts, run_dir, resume=resume, max_steps=None)
@@ -85,10 +87,17 @@ def _train_and_test(config: TrainConfig, *, resume: bool, overwrite: bool, parts
             validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
             validation["model"] = result.best["metrics"]
         report = {"training": training, "validation": validation, **metrics, "versions": versions()}
-        if parts.config.eval.baseline and parts.config.ssl.alpha > 0:
-            report["baseline"] = _baseline_beside(parts, run_dir, resume=resume)
-        if distributed.rank() == 0:
+        if baseline_of is not None:
+            report["baseline_of"] = baseline_of
+        write = distributed.rank() == 0
+        if write:  # the model's report first: a run stopped in its baseline keeps it
             write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
+        if parts.config.eval.baseline and parts.config.ssl.alpha == 0:
+            log.info("eval.baseline: this run is the baseline (ssl.alpha = 0), so none is trained beside it")
+        elif parts.config.eval.baseline:
+            report["baseline"] = _baseline_beside(parts, run_dir, resume=resume)
+            if write:
+                write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
     return report
 
 
@@ -112,5 +121,7 @@ def _baseline_beside(parts: RunParts, run_dir: Path, *, resume: bool) -> dict[st
     config = baseline_config(parts.config, run_dir)
     log.info("training the baseline (ssl.alpha = 0) beside the model, in %s", config.run_dir)
     continues = resume and (config.run_dir / CHECKPOINT_NAME).exists()
-    report = _train_and_test(config, resume=continues, overwrite=True, parts=build_run(config, parts.dataset))
+    report = _train_and_test(
+        config, resume=continues, overwrite=True, parts=build_run(config, parts.dataset), baseline_of=parts.config.name
+    )
     return {"run": BASELINE_RUN, **{key: report[key] for key in ("training", "validation", "model")}}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -334,9 +335,11 @@ def _check_same_config(path: Path, saved: str, current: TrainConfig) -> None:
         raise CheckpointError(f"checkpoint {str(path)!r} holds a config this augkit cannot read: {error}") from None
     differing = [key for key in _diff(before, config_to_dict(current)) if key not in RESUMABLE_KEYS]
     if differing:
+        written = path.parent / "config.toml"  # written when the run finished; a stopped run has none
+        see = f"; see {str(written)!r}" if written.exists() else ""
         raise ConfigError(
             f"--resume: {str(path)!r} was written with another config; differing keys: {', '.join(differing)} "
-            f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change on resume; see {str(path.parent / 'config.toml')!r}), "
+            f"(only {', '.join(sorted(RESUMABLE_KEYS))} may change on resume{see}), "
             "or start afresh with --overwrite or another --name"
         )
 
@@ -361,7 +364,7 @@ def summary(parts: RunParts, device: torch.device) -> str:
         (f"split: {len(split.train)} train, {len(split.valid)} validation, {len(split.test)} test events; "
          f"{int(split.cold_items.sum())} cold items"),
         (f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
-         f"device {device}, {torch.get_num_threads()} threads, precision {parts.config.precision}"),
+         f"device {device}, {_count(torch.get_num_threads(), 'thread')}, precision {parts.config.precision}"),
     ]
     return "\n".join([*lines, *(f"warning: {w}" for w in data.warnings)])
 
@@ -418,7 +421,8 @@ def run_loop(parts: RunParts, run_dir: Path, *, resume: bool, max_steps: int | N
         loop.restore()
     config = parts.config
     bar = tqdm(
-        total=loop.total_steps, initial=loop.state.step, disable=not (config.progress and loop.writes),
+        total=loop.total_steps, initial=loop.state.step,
+        disable=not (config.progress and loop.writes and sys.stderr.isatty()),  # no bar lines in a log file
         unit="step", desc=config.name,
     )
     try:

@@ -94,8 +94,8 @@ def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], ks: Se
     cells = "; ".join(cell(s) for s in SUMMARY_SLICES)
     return [
         f"The SSL task against the baseline beside it (`{baseline['run']}/`: ssl.alpha = 0, the same data, split, "
-        f"seed and epochs), {key}: {cells}. One seed, no interval; `augkit compare` gives several seeds, tuned "
-        "baselines and paired tests.",
+        f"seed and epochs; trained in {baseline['training']['seconds']:.1f} s), {key}: {cells}. One seed, no "
+        "interval; `augkit compare` gives several seeds, tuned baselines and paired tests.",
         "",
     ]
 
@@ -128,9 +128,11 @@ def write_run_report(
         k=k,
         title=f"{name}: Recall@{k} by popularity decile",
     )
+    parent = report.get("baseline_of")
     lines = [
-        f"# Run `{name}`",
+        f"# Run `{name}`" if parent is None else f"# Run `{parent}/{name}`: the baseline of run `{parent}`",
         "",
+        *([f"Run `{parent}` with `ssl.alpha = 0`: the same data, split, seed and epochs, no SSL task.", ""] if parent else []),
         f"Steps: {training['steps']} ({training.get('epochs', 0)} epoch{'' if training.get('epochs') == 1 else 's'}"
         f"{', stopped early' if training.get('stopped_early') else ''}), training time: {training['seconds']:.1f} s, "
         f"final losses: {', '.join(f'{k}={v:.4f}' for k, v in training['last_losses'].items())}.",

@@ -12,24 +12,29 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from augkit.errors import RunDirectoryError
+from augkit.errors import CheckpointError, RunDirectoryError
 
 LOCK_NAME = ".lock"
 RESULTS = (
     "checkpoint.pt", "best.pt", "metrics.json", "config.toml", "history.csv", "steps.csv",
-    "report.md", "recall_by_decile.png", "training_curves.png", "tensorboard", "baseline",
+    "report.md", "recall_by_decile.png", "training_curves.png", "tensorboard",
 )
 """What a run writes into its directory; a fresh run with ``overwrite`` removes these only."""
+SUB_RUNS = ("baseline",)
+"""Run directories inside a run (``eval.baseline``), whose `RESULTS` belong to the run."""
 
 
 @contextlib.contextmanager
 def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     """Create and lock `run_dir` for this process; yield it; unlock on exit.
 
-    A second process is refused with the holder's pid. Without `resume`, a directory with
-    results of an earlier run is refused unless `overwrite`, which then removes them (after
-    the lock is held, so never under a running process).
+    A second process is refused with the holder's pid. `resume` needs the directory to exist
+    (`CheckpointError` otherwise, creating nothing). Without `resume`, a directory with results
+    of an earlier run (its own or its `SUB_RUNS`') is refused unless `overwrite`, which then
+    removes them, and only them (after the lock is held, so never under a running process).
     """
+    if resume and not run_dir.exists():  # nothing to continue: leave no empty directory behind
+        raise CheckpointError(f"--resume: no checkpoint at {str(run_dir / RESULTS[0])!r}; start the run without --resume")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -41,6 +46,7 @@ def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
             stale.unlink()
         if not resume:
             found = [name for name in RESULTS if (run_dir / name).exists()]
+            found += [f"{sub}/{name}" for sub in SUB_RUNS for name in RESULTS if (run_dir / sub / name).exists()]
             if found and not overwrite:
                 raise RunDirectoryError(
                     f"run directory {str(run_dir)!r} holds another run's results ({', '.join(found)}); "
