@@ -86,7 +86,7 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         negatives = parts.dataset.items.select(negative_items)
     with _autocast(parts, device):
         query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
-    query, item = query.float(), item.float()
+    query, item = _for_loss(query), _for_loss(item)
     log_q = negative_log_q = None
     if parts.frequency is not None:
         sampler = called["frequency"].describe()
@@ -100,7 +100,7 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         log_q = log_prob(items)
         negative_log_q = None if negative_items is None else log_prob(negative_items)
     if negative is not None:
-        extra = {**extra, "negatives": negative.float(), "negative_ids": negative_items, "negative_log_q": negative_log_q}
+        extra = {**extra, "negatives": _for_loss(negative), "negative_ids": negative_items, "negative_log_q": negative_log_q}
 
     def loss(term: str, call: Callable[[], Any]) -> torch.Tensor:
         who = called[term].describe()
@@ -114,7 +114,7 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         total = total + config.main.spread_out * spread
     if parts.ssl_loss is not None:
         ssl_extra = {"sizes": ssl_sizes} if gathering else {}
-        ssl = loss("ssl", lambda: parts.ssl_loss(z1.float(), z2.float(), item_ids=ssl_items, **ssl_extra))
+        ssl = loss("ssl", lambda: parts.ssl_loss(_for_loss(z1), _for_loss(z2), item_ids=ssl_items, **ssl_extra))
         total = total + config.ssl.alpha * ssl
     return StepLosses(total, main, ssl, spread)
 
@@ -150,3 +150,9 @@ def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
     size = min(parts.config.ssl.batch_size, num_items)
     items = torch.randperm(num_items, generator=generator, device=generator.device)[:size]
     return items.to(parts.dataset.items.device, non_blocking=True)
+
+
+def _for_loss(embeddings: torch.Tensor) -> torch.Tensor:
+    """Tower outputs as the losses take them: at least float32 (bf16 autocast outputs are
+    raised to float32; float32 and float64 towers keep their dtype)."""
+    return embeddings.float() if embeddings.dtype in (torch.bfloat16, torch.float16) else embeddings
