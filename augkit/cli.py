@@ -292,6 +292,7 @@ def train(
     on 2 CPU cores.
     """
     from augkit.train import dump_config, run_training
+    from augkit.train.report import report_rows
 
     if resume and overwrite:
         raise click.UsageError("--resume continues the run and --overwrite replaces it; give one of them")
@@ -311,8 +312,7 @@ def train(
     if os.environ.get("RANK", "0") != "0":
         return
     k = settings.eval.ks[0]
-    rows = {"model": metrics["model"], "baseline": metrics.get("baseline", {}).get("model"), "TopPopular": metrics["top_popular"]}
-    recalls = ", ".join(f"{row} {m['all'][f'recall@{k}']:.4f}" for row, m in rows.items() if m is not None)
+    recalls = ", ".join(f"{row} {m['all'][f'recall@{k}']:.4f}" for row, m in report_rows(metrics).items())
     click.echo(f"test Recall@{k}: {recalls}; report: {settings.run_dir / 'report.md'}")
 
 

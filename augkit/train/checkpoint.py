@@ -29,6 +29,13 @@ BEST_NAME = "best.pt"
 FORMAT = 1
 
 
+def no_checkpoint(run_dir: Path) -> CheckpointError:
+    """The error of ``--resume`` on `run_dir` without a checkpoint."""
+    return CheckpointError(
+        f"--resume: no checkpoint at {str(run_dir / CHECKPOINT_NAME)!r}; start the run without --resume"
+    )
+
+
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """Write `state` to a temporary file unique to this process beside `path`, fsync it, then
     rename it over `path`: a run killed mid-write leaves the previous checkpoint intact."""

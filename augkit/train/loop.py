@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from augkit import distributed, threads
 from augkit.errors import AugkitError, CheckpointError, ConfigError, RunDirectoryError, TrainingError
-from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint, no_checkpoint, save_checkpoint
 from augkit.train.config import TrainConfig, config_to_dict, dump_config
 from augkit.train.device import place, resolve_device
 from augkit.train.logbook import HISTORY_NAME, STEPS_NAME, TensorBoard, write_csv
@@ -144,7 +144,7 @@ class _Loop:
     def restore(self) -> None:
         path = self.run_dir / CHECKPOINT_NAME
         if not path.exists():
-            raise CheckpointError(f"--resume: no checkpoint at {str(path)!r}; start the run without --resume")
+            raise no_checkpoint(self.run_dir)
         state = load_checkpoint(path, required=("step", "config", "model", "main_loss", "optimizer", "loop"))
         _check_same_config(path, state["config"], self.parts.config)
         step = state["step"]

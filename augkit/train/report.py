@@ -79,6 +79,13 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: Path, *, monitor: s
     figure.savefig(path)
 
 
+def report_rows(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The test metrics of a run's report by row: the model, the baseline beside it (with
+    ``eval.baseline``) and TopPopular."""
+    baseline = report.get("baseline")
+    return {"model": report["model"], **({"baseline": baseline["model"]} if baseline else {}), "TopPopular": report["top_popular"]}
+
+
 def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], ks: Sequence[int]) -> list[str]:
     """The model against the baseline beside it (`TrainConfig.eval.baseline`): per slice,
     Recall at the middle k of `ks`, both values and the relative change, as markdown lines."""
@@ -121,7 +128,7 @@ def write_run_report(
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     k = ks[0]
     baseline = report.get("baseline")
-    rows = {"model": report["model"], **({"baseline": baseline["model"]} if baseline else {}), "TopPopular": report["top_popular"]}
+    rows = report_rows(report)
     plot_deciles(
         {name: decile_recall(metrics, k) for name, metrics in rows.items()},
         run_dir / "recall_by_decile.png",

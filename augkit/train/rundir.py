@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from augkit.errors import CheckpointError, RunDirectoryError
+from augkit.errors import RunDirectoryError
+from augkit.train.checkpoint import no_checkpoint
 
 LOCK_NAME = ".lock"
 RESULTS = (
@@ -34,7 +35,7 @@ def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     removes them, and only them (after the lock is held, so never under a running process).
     """
     if resume and not run_dir.exists():  # nothing to continue: leave no empty directory behind
-        raise CheckpointError(f"--resume: no checkpoint at {str(run_dir / RESULTS[0])!r}; start the run without --resume")
+        raise no_checkpoint(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
