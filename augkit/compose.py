@@ -7,6 +7,7 @@ reproduces a run.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
@@ -215,6 +216,60 @@ def _from_config(
             f"built a {type(built).__name__}, not an augkit Augmentation or PairAugmentation"
         )
     return built
+
+
+def prepare_config(
+    config: Mapping[str, Any],
+    corpus: FeatureBatch,
+    *,
+    allow_stale: bool = False,
+    registry: Registry | None = None,
+    where: str = "",
+) -> dict[str, Any]:
+    """A copy of an augmentation config with every entry's parameters prepared for `corpus`.
+
+    The lifecycle of augmentations that need corpus statistics: a registered factory may define
+    ``prepare(params, corpus, *, allow_stale) -> dict`` (a classmethod) returning its
+    parameters completed from the item corpus it will augment, e.g. ``cfm`` computes its
+    mutual information, or checks a given one against the corpus unless `allow_stale`. The
+    result is self-contained: `from_config` builds the same pipeline from it in any process.
+    Entries without ``prepare``, and malformed entries (which `from_config` reports), are
+    copied as they are. Errors name the key path of the entry (`where` prefixes it)."""
+    registry = get_registry() if registry is None else registry
+    return _prepare(copy.deepcopy(dict(config)), corpus, allow_stale, registry, where)
+
+
+def _prepare(
+    config: dict[str, Any], corpus: FeatureBatch, allow_stale: bool, registry: Registry, where: str
+) -> dict[str, Any]:
+    name, params = config.get("name"), config.get("params", {})
+    if not isinstance(name, str) or not isinstance(params, Mapping):
+        return config
+    inner = f"{where}.params" if where else "params"
+    nested = {Sequential.name: ("augmentations",), TwoViews.name: ("pair", "each")}.get(name)
+    if nested is not None:
+        for key in nested:
+            value = params.get(key)
+            if isinstance(value, Mapping):
+                params[key] = _prepare(dict(value), corpus, allow_stale, registry, f"{inner}.{key}")
+            elif isinstance(value, list):
+                params[key] = [
+                    _prepare(dict(c), corpus, allow_stale, registry, f"{inner}.{key}[{i}]") if isinstance(c, Mapping) else c
+                    for i, c in enumerate(value)
+                ]
+        return config
+    if name not in registry.names("augmentation"):
+        return config  # from_config names the unknown name with its closest match
+    prepare = getattr(registry.get("augmentation", name).factory, "prepare", None)
+    if prepare is None:
+        return config
+    try:
+        config["params"] = dict(prepare(params, corpus, allow_stale=allow_stale))
+    except (ConfigError, ValueError, TypeError) as error:
+        key, colon, message = str(error).partition(": ")  # "mi: ..." names the parameter at fault
+        at = f"{inner}.{key}" if colon and key in params else where
+        raise ConfigError(f"{at}: {message if at != where else error}" if at else str(error)) from None
+    return config
 
 
 def _at(path: str, key: str) -> str:

@@ -13,7 +13,7 @@ from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, Unkno
 from augkit.train.checkpoint import load_checkpoint
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
 from augkit.train.compare import variant_config
-from augkit.train.run import resolve_augmentation
+from augkit.compose import prepare_config
 
 
 def small(tmp_path, **changes) -> object:
@@ -141,12 +141,12 @@ def test_streaming_logq_trains(tmp_path):
     assert result.finished and result.parts.frequency.step.item() == result.steps
 
 
-def test_resolve_augmentation_fills_mi_only_where_missing(tmp_path):
+def test_prepare_config_fills_mi_only_where_missing(tmp_path):
     parts = build_run(small(tmp_path, ssl={"alpha": 0.0}))
     config = {"name": "two_views", "params": {"pair": {"name": "cfm"}, "each": [{"name": "dropout"}]}}
-    resolved = resolve_augmentation(config, parts.dataset.items)
+    resolved = prepare_config(config, parts.dataset.items)
     assert "mi" in resolved["params"]["pair"]["params"] and "mi" not in config["params"]["pair"].get("params", {})
-    assert resolve_augmentation(resolved, parts.dataset.items) == resolved
+    assert prepare_config(resolved, parts.dataset.items) == resolved
 
 
 def test_documented_defaults_are_the_real_defaults():

@@ -33,13 +33,13 @@ def main_loss(parts, step: int = 0) -> float:
         {"uniform_negatives": 128, "logq": "streaming"},
         {"uniform_negatives": 64, "logq": "none"},
         {"logq_correction": "corrected"},
-        {"logq_correction": "corrected", "logq": "streaming", "stream_count": "occurrences"},
-        {"logq": "streaming", "stream_count": "occurrences"},
+        {"logq_correction": "corrected", "logq": {"name": "streaming", "params": {"count": "occurrences"}}},
+        {"logq": {"name": "streaming", "params": {"count": "occurrences"}}},
     ],
     ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()),
 )
 def test_each_option_changes_the_main_loss_and_stays_finite(options):
-    plain = main_loss(parts_with(**{k: v for k, v in options.items() if k == "logq"}))
+    plain = main_loss(parts_with(**{k: v["name"] if isinstance(v, dict) else v for k, v in options.items() if k == "logq"}))
     changed = main_loss(parts_with(**options))
     assert math.isfinite(changed) and changed != plain
 

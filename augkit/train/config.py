@@ -72,28 +72,78 @@ _temperature = number(0, open_low=True)
 _weight = number(0)
 
 
+def _plugin_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value.isidentifier():
+        raise ValueError(f"{attribute.name} must be a registered plugin name, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Component:
+    """A plugin the trainer composes, chosen by its registered name: a ``{ name = "...",
+    params = { ... } }`` table, as ``ssl.augmentation`` is. The trainer builds it through the
+    plugin registry (unknown names get the closest match) with `params` plus the arguments
+    its role passes (see docs/reference/train-config.md)."""
+
+    name: str = attrs.field(validator=_plugin_name)
+    params: dict[str, Any] = attrs.field(factory=dict)
+
+
+NO_ESTIMATOR = "none"
+"""``main.logq = "none"``: no logQ correction."""
+
+
 @attrs.frozen(kw_only=True)
 class MainTaskConfig:
     batch_size: int = attrs.field(default=512, validator=integer(1))
+    loss: Component = Component(name="batch_softmax")
+    """The main loss (kind ``loss``), built with ``temperature``, ``logq_correction``,
+    ``gather`` and its params."""
     temperature: float = attrs.field(default=0.05, validator=_temperature)
-    logq: str = attrs.field(default="count", validator=one_of("none", "count", "streaming"))
-    """Sampling-probability estimate for the logQ correction (Yi et al., RecSys 2019)."""
-    stream_count: str = attrs.field(default="distinct", validator=one_of("distinct", "occurrences"))
-    """``logq = "streaming"``: update once per distinct id of a batch, or at every occurrence
-    (Yi et al.'s Algorithm 1, an estimate of expected occurrences per step)."""
+    logq: Component | None = Component(name="count")
+    """The item-frequency estimator for the logQ correction (kind ``sampler``, Yi et al.,
+    RecSys 2019), built with ``num_items`` and its params; a name alone (``"count"``,
+    ``"streaming"``) is short for ``{ name = ... }``, ``"none"`` turns the correction off."""
     logq_correction: str = attrs.field(default="standard", validator=one_of("standard", "corrected"))
     """``standard``: every column's logit minus its log q; ``corrected`` (Khrylchenko et al.,
     RecSys 2025): the positive's logit stays uncorrected."""
+    negatives: Component | None = None
+    """Extra negatives each step (kind ``sampler``, built with ``num_items`` and its params):
+    the items it draws join the in-batch negatives, with the mixture's logQ."""
     uniform_negatives: int = attrs.field(default=0, validator=integer(0))
     """Mixed negative sampling (Yang et al., WWW 2020): this many items drawn uniformly from the
-    corpus each step join the in-batch negatives, with the mixture's logQ (0: in-batch only)."""
+    corpus each step join the in-batch negatives (0: in-batch only); short for ``negatives =
+    { name = "uniform_items", params = { batch_size = N, replacement = true } }``."""
+    augmentation: dict[str, Any] | None = None
+    """An augkit pipeline config applied to the main task's items (none by default)."""
     feature_dropout: float = attrs.field(default=0.0, validator=number(0, high=1, open_high=True))
-    """FD baseline: mask each item feature of the main task with this probability."""
+    """FD baseline: mask each item feature of the main task with this probability; short for
+    ``augmentation = { name = "mask", params = { p = P } }``."""
+    regularizer: Component = Component(name="spread_out")
+    """The regulariser on the batch's item embeddings (kind ``loss``, built with ``gather``
+    and its params), weighted by `spread_out`."""
     spread_out: float = attrs.field(default=0.0, validator=_weight)
-    """SO baseline: weight of the spread-out regulariser on the batch's item embeddings."""
+    """SO baseline: weight of the regulariser (spread-out by default); 0 turns it off."""
     gather: bool | None = None
     """Score against the candidates of every process (global in-batch negatives, also for the
     SSL and spread-out losses); unset: on when more than one process trains."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.negatives is not None and self.uniform_negatives:
+            raise ValueError("set negatives or uniform_negatives, not both (uniform_negatives is short for negatives)")
+        if self.augmentation is not None and self.feature_dropout:
+            raise ValueError("set augmentation or feature_dropout, not both (feature_dropout is short for augmentation)")
+
+    def negative_sampler(self) -> Component | None:
+        """`negatives`, or the uniform sampler `uniform_negatives` stands for; None for in-batch only."""
+        if self.uniform_negatives:
+            return Component(name="uniform_items", params={"batch_size": self.uniform_negatives, "replacement": True})
+        return self.negatives
+
+    def item_augmentation(self) -> dict[str, Any] | None:
+        """`augmentation`, or the feature masking `feature_dropout` stands for; None for none."""
+        if self.feature_dropout:
+            return {"name": "mask", "params": {"p": self.feature_dropout}}
+        return self.augmentation
 
 
 @attrs.frozen(kw_only=True)
@@ -102,6 +152,9 @@ class SSLConfig:
     """Weight of the SSL loss; 0 turns the SSL task off (the baseline). The paper searched
     {0.1, 0.3, 1, 3}."""
     batch_size: int = attrs.field(default=512, validator=integer(2))
+    loss: Component = Component(name="info_nce")
+    """The SSL loss on the two views (kind ``loss``), built with ``temperature``, ``gather``
+    and its params."""
     temperature: float = attrs.field(default=0.1, validator=_temperature)
     augmentation: dict[str, Any] = attrs.field(
         factory=lambda: {
@@ -109,9 +162,11 @@ class SSLConfig:
             "params": {"pair": {"name": "cfm"}, "each": [{"name": "dropout", "params": {"rate": 0.3}}]},
         }
     )
-    """An augkit pipeline config; a ``cfm`` entry without ``mi`` gets the MI of the corpus."""
+    """An augkit pipeline config, prepared for the item corpus (`augkit.compose.prepare_config`:
+    a ``cfm`` entry without ``mi`` gets the MI of the corpus)."""
     allow_stale_mi: bool = False
-    """Accept a ``cfm`` ``mi`` whose feature fingerprints do not match the item corpus."""
+    """Accept corpus statistics given in the augmentation config (a ``cfm`` ``mi``) whose
+    feature fingerprints do not match the item corpus."""
 
 
 @attrs.frozen(kw_only=True)
@@ -260,9 +315,51 @@ def _table_hook(cls: type) -> Callable[[Any, Any], Any]:
 
 _converter.register_structure_hook_factory(attrs.has, _table_hook)
 
+
+def _estimator(value: Any, _: Any) -> Component | None:
+    """``main.logq``: a ``{ name, params }`` table, a name alone, or ``"none"``."""
+    if value == NO_ESTIMATOR:
+        return None
+    if isinstance(value, str):
+        value = {"name": value}
+    return _converter.structure(value, Component)
+
+
+def _optional_component(value: Any, _: Any) -> Component | None:
+    return None if value is None else _converter.structure(value, Component)
+
+
+_converter.register_structure_hook_func(lambda t: t == Component | None, _optional_component)
+_converter.register_unstructure_hook_func(
+    lambda t: t == Component | None, lambda v: None if v is None else _converter.unstructure(v, Component)
+)
+_MAIN_STRUCTURE = cattrs.gen.make_dict_structure_fn(
+    MainTaskConfig, _converter, _cattrs_forbid_extra_keys=True, logq=cattrs.gen.override(struct_hook=_estimator)
+)
+_MAIN_UNSTRUCTURE = cattrs.gen.make_dict_unstructure_fn(
+    MainTaskConfig, _converter, logq=cattrs.gen.override(unstruct_hook=lambda v: NO_ESTIMATOR if v is None else _converter.unstructure(v, Component))
+)
+
+
+def _main_hook(value: Any, type_: Any) -> MainTaskConfig:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table, got {value!r} ({_kind(value)})")
+    return _MAIN_STRUCTURE(value, type_)
+
+
+_converter.register_structure_hook(MainTaskConfig, _main_hook)
+_converter.register_unstructure_hook(MainTaskConfig, _MAIN_UNSTRUCTURE)
+
+MOVED_KEYS: dict[str, str] = {
+    "main.stream_count": 'main.logq = { name = "streaming", params = { count = "distinct" or "occurrences" } }',
+}
+"""Keys of earlier versions and what replaces them, for a clear error."""
+
 _SECTIONS: dict[str, type] = {
     "": TrainConfig, "data": DataConfig, "model": ModelConfig, "main": MainTaskConfig,
     "ssl": SSLConfig, "optim": OptimConfig, "eval": EvalConfig,
+    "main.loss": Component, "main.logq": Component, "main.negatives": Component,
+    "main.regularizer": Component, "ssl.loss": Component,
 }
 """Every table of the config by its key path ("" is the top level)."""
 
@@ -320,6 +417,11 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Trai
     (``epochs must be an integer >= 1, got 0 @ run.toml.epochs``)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a trainer config is a table, got {_kind(data)} @ {source}")
+    for moved, replacement in MOVED_KEYS.items():
+        section, _, key = moved.partition(".")
+        table = data.get(section)
+        if isinstance(table, Mapping) and key in table:
+            raise ConfigError(f"{moved} was replaced: write {replacement} @ {_join(source, moved)}")
     try:
         return _converter.structure(_strip_bom_keys(data), TrainConfig)
     except cattrs.BaseValidationError as error:

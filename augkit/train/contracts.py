@@ -16,11 +16,10 @@ from augkit.train.config import TrainConfig
 
 def origins(config: TrainConfig) -> dict[str, Registration]:
     """The registrations behind the run's losses and sampler, by loss term."""
-    registry = get_registry()
-    wanted = {"main": ("loss", "batch_softmax"), "ssl": ("loss", "info_nce"), "spread_out": ("loss", "spread_out")}
-    if config.main.logq != "none":
-        wanted["frequency"] = ("sampler", config.main.logq)
-    return {term: registry.get(*what) for term, what in wanted.items()}
+    registry, main = get_registry(), config.main
+    wanted = {"main": ("loss", main.loss), "ssl": ("loss", config.ssl.loss), "spread_out": ("loss", main.regularizer),
+              "frequency": ("sampler", main.logq), "negatives": ("sampler", main.negative_sampler())}
+    return {term: registry.get(kind, c.name) for term, (kind, c) in wanted.items() if c is not None}
 
 
 def augmentations(config: Mapping[str, Any]) -> list[Registration]:

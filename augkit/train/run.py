@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import attrs
@@ -12,14 +11,15 @@ from torch import nn
 from augkit import distributed
 from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
-from augkit.compose import TwoViews, from_config
+from augkit.compose import TwoViews, from_config, prepare_config
 from augkit.data.dataset import RecDataset
 from augkit.data.splits import Split, split_interactions
-from augkit.errors import AugkitError, ConfigError
+from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
 from augkit.registry import get_registry
 from augkit.towers import Tower
-from augkit.train.config import TrainConfig
+from augkit.train.config import Component, TrainConfig
+from augkit.train.contracts import augmentations, culprit
 from augkit.train.history import HISTORY_FEATURE, with_history
 
 ITEM_ID_FEATURE = "item_id"
@@ -62,6 +62,10 @@ class RunParts:
     ssl_loss: nn.Module | None
     spread_out: nn.Module | None
     frequency: nn.Module | None
+    """The logQ estimator: ``update(ids)`` each step when ``online``, else fitted on
+    `train_counts`; ``log_prob(ids)`` on the scale ``per`` ("draw" or "batch")."""
+    negatives: Any | None
+    """The extra-negatives sampler: ``batches(generator)`` and per-draw ``log_prob(ids)``."""
     augmentation: TwoViews | PairAugmentation | None
     """The SSL views; a single-view augmentation of the config is lifted to `TwoViews`."""
     feature_dropout: Any | None
@@ -99,31 +103,31 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
     )
     model = build_model(config, dataset.items, queries)
-    registry = get_registry()
     train_counts = torch.bincount(split.train.items, minlength=dataset.num_items)
-    frequency = None
-    if config.main.logq == "count":
-        frequency = registry.create("sampler", "count", {"num_items": dataset.num_items}).fit(train_counts)
-    elif config.main.logq == "streaming":
-        hash_size = 1 << max(dataset.num_items - 1, 1).bit_length()
-        frequency = registry.create(
-            "sampler", "streaming", {"hash_size": hash_size, "count": config.main.stream_count}
-        )
-    gather = {"gather": config.main.gather if config.main.gather is not None else distributed.world_size() > 1}
-    main_loss = registry.create(
-        "loss",
-        "batch_softmax",
-        {"temperature": config.main.temperature, "logq_correction": config.main.logq_correction, **gather},
+    gather = config.main.gather if config.main.gather is not None else distributed.world_size() > 1
+    main_loss = build_component(
+        "loss", config.main.loss, "main.loss",
+        temperature=config.main.temperature, logq_correction=config.main.logq_correction, gather=gather,
     )
+    frequency = None
+    if config.main.logq is not None:
+        frequency = build_component("sampler", config.main.logq, "main.logq", num_items=dataset.num_items)
+        if not frequency.online:
+            frequency.fit(train_counts)
+    negatives = None
+    if config.main.negative_sampler() is not None:
+        negatives = build_component("sampler", config.main.negative_sampler(), "main.negatives", num_items=dataset.num_items)
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
-        ssl_loss = registry.create("loss", "info_nce", {"temperature": config.ssl.temperature, **gather})
+        ssl_loss = build_component("loss", config.ssl.loss, "ssl.loss", temperature=config.ssl.temperature, gather=gather)
         resolved, augmentation = build_augmentation(config, dataset.items)
         config = attrs.evolve(config, ssl=attrs.evolve(config.ssl, augmentation=resolved))
-    spread_out = registry.create("loss", "spread_out", gather) if config.main.spread_out > 0 else None
+    spread_out = None
+    if config.main.spread_out > 0:
+        spread_out = build_component("loss", config.main.regularizer, "main.regularizer", gather=gather)
     feature_dropout = None
-    if config.main.feature_dropout > 0:
-        feature_dropout = from_config({"name": "mask", "params": {"p": config.main.feature_dropout}})
+    if config.main.item_augmentation() is not None:
+        feature_dropout = from_config(config.main.item_augmentation(), where="main.augmentation")
     return RunParts(
         config=config,
         dataset=dataset,
@@ -134,6 +138,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         ssl_loss=ssl_loss,
         spread_out=spread_out,
         frequency=frequency,
+        negatives=negatives,
         augmentation=augmentation,
         feature_dropout=feature_dropout,
         train_counts=train_counts,
@@ -141,11 +146,38 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     )
 
 
+def build_component(kind: str, component: Component, where: str, **passed: Any) -> Any:
+    """The plugin `component` of `kind` from the registry, built with its params and the
+    arguments its role `passes` (a param that repeats one of them is refused). Errors name the
+    config key `where`: an unknown name with the closest match, a parameter the plugin does not
+    take (a plugin for this role must accept the passed arguments)."""
+    clash = sorted(set(passed) & set(component.params))
+    if clash:
+        raise ConfigError(f"{where}.params: {clash} are set by the trainer for {where}; remove them from params")
+    registry = get_registry()
+    try:
+        return registry.create(kind, component.name, {**component.params, **passed})
+    except UnknownNameError as error:
+        if error.name in passed:
+            raise ConfigError(
+                f"{where}: {kind} {component.name!r} does not accept {error.name!r}, which the trainer passes "
+                f"to every {where} ({', '.join(passed)}); see docs/reference/train-config.md"
+            ) from None
+        raise ConfigError(f"{where}: {error}") from None
+    except (ValueError, TypeError) as error:
+        if isinstance(error, AugkitError):
+            raise ConfigError(f"{where}: {error}") from None
+        raise ConfigError(f"{where}.params: {error}") from None
+
+
 def build_augmentation(config: TrainConfig, items: FeatureBatch) -> tuple[dict[str, Any], TwoViews | PairAugmentation]:
-    """The SSL augmentation of `config` for the item corpus `items`: its config resolved (a
-    ``cfm`` gets the corpus MI inline, see `resolve_augmentation`) and the two-view pipeline
-    built from it, checked on a dry run over a few items. Errors name the config path."""
-    resolved = resolve_augmentation(config.ssl.augmentation, items, allow_stale_mi=config.ssl.allow_stale_mi)
+    """The SSL augmentation of `config` for the item corpus `items`: its config prepared for
+    the corpus (`augkit.compose.prepare_config`: a ``cfm`` gets the corpus MI inline) and the
+    two-view pipeline built from it, checked on a dry run over a few items. Errors name the
+    config path."""
+    resolved = prepare_config(
+        config.ssl.augmentation, items, allow_stale=config.ssl.allow_stale_mi, where="ssl.augmentation"
+    )
     augmentation = _two_view(from_config(resolved, where="ssl.augmentation"), resolved)
     _check_fits(augmentation, items, resolved)
     return resolved, augmentation
@@ -207,8 +239,6 @@ def _check_fits(augmentation: TwoViews | PairAugmentation, items: FeatureBatch, 
     """`ConfigError` unless `augmentation` gives views of a few items of the corpus: a feature
     it names that the items lack, or a feature kind it needs (a bag to drop values from), is
     found before the run directory is touched, not at step 0."""
-    from augkit.train.contracts import augmentations, culprit
-
     sample = items.select(torch.arange(min(8, items.batch_size), device=items.device))
     try:
         augmentation(sample, generator=torch.Generator().manual_seed(0))
@@ -217,57 +247,3 @@ def _check_fits(augmentation: TwoViews | PairAugmentation, items: FeatureBatch, 
             f"ssl.augmentation does not fit the item features ({', '.join(items.schema.names)}): "
             f"{culprit(augmentations(config), error)}: {type(error).__name__}: {error}"
         ) from None
-
-
-def resolve_augmentation(
-    config: dict[str, Any], corpus: FeatureBatch, *, allow_stale_mi: bool = False
-) -> dict[str, Any]:
-    """A copy of an augmentation config where every ``cfm`` without ``mi`` gets the mutual
-    information of `corpus` (items weighted uniformly, the SSL distribution) inline.
-
-    A ``cfm`` with an ``mi`` of its own must match `corpus`: every feature's fingerprint the
-    same as the corpus column's, else `ConfigError` naming the stale features (unless
-    `allow_stale_mi`)."""
-    resolved = copy.deepcopy(dict(config))
-    pending = [(resolved, "ssl.augmentation")]
-    mi_dict = None
-    while pending:
-        node, where = pending.pop()
-        if not isinstance(node.get("name"), str):
-            continue  # from_config reports the malformed entry with its key path
-        params = node.setdefault("params", {})
-        if node["name"] == "cfm" and "mi" not in params:
-            if mi_dict is None:
-                from augkit_cfm import compute_mutual_information
-
-                mi_dict = compute_mutual_information(corpus).to_dict()
-            params["mi"] = mi_dict
-        elif node["name"] == "cfm" and not allow_stale_mi:
-            _check_fresh_mi(params["mi"], corpus, f"{where}.params.mi")
-        for key, value in params.items():  # nested pipeline configs: two_views, sequential
-            children = enumerate(value) if isinstance(value, list) else [(None, value)]
-            for i, child in children:
-                if isinstance(child, dict) and "name" in child:
-                    pending.append((child, f"{where}.params.{key}" + ("" if i is None else f"[{i}]")))
-    return resolved
-
-
-def _check_fresh_mi(mi: Any, corpus: FeatureBatch, where: str) -> None:
-    """`ConfigError` unless the MI `mi` (a dict or a saved file's path) was computed from `corpus`."""
-    from augkit_cfm import MutualInformation
-    from augkit_cfm.columns import column
-
-    try:
-        matrix = MutualInformation.load(mi) if isinstance(mi, str) else MutualInformation.from_dict(mi)
-    except (AugkitError, ValueError, TypeError, KeyError, OSError) as error:
-        raise ConfigError(f"{where}: not a mutual-information matrix ({error})") from None
-    absent = [name for name in matrix.names if name not in corpus.schema]
-    if absent:
-        raise ConfigError(f"{where}: the MI names features {absent} that the item corpus lacks")
-    stale = [name for name in matrix.names if column(corpus, name).fingerprint() != matrix.fingerprints[name]]
-    if stale:
-        raise ConfigError(
-            f"{where}: the MI is stale: features {stale} differ from the item corpus it was computed "
-            "from (fingerprint mismatch); remove mi to compute it from this corpus, recompute it with "
-            "`augkit mi`, or set ssl.allow_stale_mi = true to use it anyway"
-        )

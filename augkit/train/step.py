@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,6 @@ import torch
 from augkit import distributed
 from augkit.augmentation import check_pair
 from augkit.batch import FeatureBatch
-from augkit.train.config import TrainConfig
 from augkit.train.contracts import (
     augmentations,
     check_log_prob,
@@ -22,6 +20,7 @@ from augkit.train.contracts import (
     origins,
     under_contract,
 )
+from augkit.train.logq import candidates_log_q
 from augkit.train.run import RunParts
 
 TERMS = ("total", "main", "ssl", "spread_out")
@@ -79,10 +78,10 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         ssl_items, ssl_sizes = distributed.shard(global_ssl)
         views = (_part(views[0], ssl_sizes), _part(views[1], ssl_sizes))
     negative_items = negatives = None
-    if config.main.uniform_negatives:
-        negative_items = torch.randint(
-            parts.dataset.num_items, (config.main.uniform_negatives,), generator=generator, device=generator.device
-        ).to(device, non_blocking=True)
+    if parts.negatives is not None:
+        drawer = called["negatives"].describe()
+        negative_items = under_contract(lambda e: drawer, step, lambda: next(parts.negatives.batches(generator)))
+        negative_items = negative_items.to(device, non_blocking=True)
         negatives = parts.dataset.items.select(negative_items)
     with _autocast(parts, device):
         query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
@@ -90,12 +89,19 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
     log_q = negative_log_q = None
     if parts.frequency is not None:
         sampler = called["frequency"].describe()
-        if config.main.logq == "streaming":
+        if parts.frequency.online:
             under_contract(lambda e: sampler, step, lambda: parts.frequency.update(global_items))
 
         def log_prob(ids: torch.Tensor) -> torch.Tensor:
-            value = under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(ids))
-            return _candidates_log_q(config, check_log_prob(value, sampler, step, ids), len(rows), parts.dataset.num_items)
+            value = check_log_prob(under_contract(lambda e: sampler, step, lambda: parts.frequency.log_prob(ids)), sampler, step, ids)
+            mixed = None
+            if negative_items is not None:
+                drawer = called["negatives"].describe()
+                mixed = check_log_prob(under_contract(lambda e: drawer, step, lambda: parts.negatives.log_prob(ids)), drawer, step, ids)
+            return candidates_log_q(
+                value, per=parts.frequency.per, batch_size=len(rows), corrected=config.main.logq_correction == "corrected",
+                num_negatives=0 if negative_items is None else len(negative_items), negatives_log_prob=mixed,
+            )
 
         log_q = log_prob(items)
         negative_log_q = None if negative_items is None else log_prob(negative_items)
@@ -117,23 +123,6 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         ssl = loss("ssl", lambda: parts.ssl_loss(_for_loss(z1), _for_loss(z2), item_ids=ssl_items, **ssl_extra))
         total = total + config.ssl.alpha * ssl
     return StepLosses(total, main, ssl, spread)
-
-
-def _candidates_log_q(config: TrainConfig, log_q: torch.Tensor, batch_size: int, num_items: int) -> torch.Tensor:
-    """The log q the main loss subtracts: the estimator's, turned into the log of an item's
-    expected count among a step's candidates when that matters (mixed negatives, where in-batch
-    and uniform draws add up, and the corrected logQ, where a constant shift does not cancel).
-    The count estimate is per draw; the streaming ones are per batch."""
-    per = "draw" if config.main.logq == "count" else "batch"
-    if config.main.uniform_negatives:
-        from augkit_samplers import mixture_log_q
-
-        return mixture_log_q(
-            log_q, batch_size=batch_size, num_uniform=config.main.uniform_negatives, num_items=num_items, per=per
-        )
-    if config.main.logq_correction == "corrected" and per == "draw":
-        return log_q + math.log(batch_size)
-    return log_q
 
 
 def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:

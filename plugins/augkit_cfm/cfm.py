@@ -14,9 +14,10 @@ import torch
 from augkit import validators
 from augkit.augmentation import PairAugmentation
 from augkit.batch import FeatureBatch, expand_columns
-from augkit.errors import BatchValidationError
+from augkit.errors import AugkitError, BatchValidationError
 from augkit.random import randint
-from augkit_cfm.mutual_information import CORRELATIONS, MutualInformation
+from augkit_cfm.columns import column
+from augkit_cfm.mutual_information import CORRELATIONS, MutualInformation, compute_mutual_information
 
 
 def _as_mutual_information(value: Any) -> MutualInformation:
@@ -82,6 +83,31 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_table", self._masked_sets())
+
+    @classmethod
+    def prepare(cls, params: Mapping[str, Any], corpus: FeatureBatch, *, allow_stale: bool = False) -> dict[str, Any]:
+        """`params` for the item `corpus` (the augmentation lifecycle, `augkit.compose.prepare_config`):
+        without ``mi``, the mutual information of `corpus` (items weighted uniformly, the SSL
+        task's distribution) inline; with one, the same `params` once every feature of the
+        matrix is in `corpus` with the fingerprint it was computed from (a stale matrix is a
+        `ValueError` naming the features, unless `allow_stale`)."""
+        if "mi" not in params:
+            return {**params, "mi": compute_mutual_information(corpus).to_dict()}
+        try:
+            matrix = _as_mutual_information(params["mi"])
+        except (AugkitError, ValueError, TypeError, KeyError, OSError) as error:
+            raise ValueError(f"mi: not a mutual-information matrix ({error})") from None
+        absent = [name for name in matrix.names if name not in corpus.schema]
+        if absent:
+            raise ValueError(f"mi: the MI names features {absent} that the item corpus lacks")
+        stale = [name for name in matrix.names if column(corpus, name).fingerprint() != matrix.fingerprints[name]]
+        if stale and not allow_stale:
+            raise ValueError(
+                f"mi: the MI is stale: features {stale} differ from the item corpus it was computed "
+                "from (fingerprint mismatch); remove mi to compute it from this corpus, recompute it with "
+                "`augkit mi`, or allow stale statistics (the trainer's ssl.allow_stale_mi = true)"
+            )
+        return dict(params)
 
     @property
     def correlates(self) -> int:

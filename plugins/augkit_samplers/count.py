@@ -26,6 +26,10 @@ class CountFrequency(nn.Module):
     """
 
     name: ClassVar[str] = "count"
+    online: ClassVar[bool] = False
+    """The estimator lifecycle: fitted once on the training counts (`fit`), not per step."""
+    per: ClassVar[str] = "draw"
+    """The scale of `log_prob`: per draw (the probability that one sampled item is the id)."""
     counts: torch.Tensor
     total: torch.Tensor
 

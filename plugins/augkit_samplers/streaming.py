@@ -68,20 +68,30 @@ class StreamingFrequency(nn.Module):
     """
 
     name: ClassVar[str] = "streaming"
+    online: ClassVar[bool] = True
+    """The estimator lifecycle: learns from every step's items through `update`."""
+    per: ClassVar[str] = "batch"
+    """The scale of `log_prob`: per batch (a batch contains the id, or its expected occurrences)."""
     last_seen: torch.Tensor
     gap: torch.Tensor
     step: torch.Tensor
 
     def __init__(
         self,
-        hash_size: int = 2**20,
+        hash_size: int | None = None,
         learning_rate: float = 0.05,
         *,
+        num_items: int | None = None,
         count: str = "distinct",
         check_ids: bool = True,
         device: torch.device | str | None = None,
     ) -> None:
+        """``hash_size`` unset: the smallest power of two that holds ``num_items`` ids without
+        collisions (2**20 when both are unset)."""
         super().__init__()
+        if hash_size is None:
+            items = 2**20 if num_items is None else checks.positive_int(self.name, "num_items", num_items)
+            hash_size = 1 << max(items - 1, 1).bit_length()
         self.hash_size = checks.positive_int(self.name, "hash_size", hash_size)
         if (
             isinstance(learning_rate, bool)

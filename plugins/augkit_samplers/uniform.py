@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -44,6 +45,11 @@ class UniformItemSampler:
                 f"uniform_items: batch_size={self.batch_size} exceeds num_items={self.num_items}; "
                 "distinct ids per batch need batch_size <= num_items (or pass replacement=True)"
             )
+
+    def log_prob(self, ids: torch.Tensor) -> torch.Tensor:
+        """``FloatTensor`` of the shape of `ids`: the per-draw log-probability of each id,
+        ``-log(num_items)`` (the negative-sampler contract: the trainer's mixture logQ)."""
+        return torch.full(ids.shape, -math.log(self.num_items), device=ids.device)
 
     def batches(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """Endless batches drawn from `generator` (the same seed gives the same stream)."""
