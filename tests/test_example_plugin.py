@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import math
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from augkit.cli import main
 from augkit.registry import DISABLE_AUTOLOAD_ENV, get_registry
-from augkit.train import config_from_dict, train
+from augkit.errors import ConfigError
+from augkit.train import build_run, config_from_dict, load_config, train
 
 DISTRIBUTION = "augkit-plugin-example"
 
@@ -82,3 +84,23 @@ def test_trainer_builds_and_trains_with_swap_named_in_its_config(tmp_path) -> No
     assert result.steps == 3
     assert set(result.last_losses) == {"total", "main", "ssl"}
     assert all(math.isfinite(loss) for loss in result.last_losses.values())
+
+
+def test_augkit_train_uses_the_example_loss_and_estimator_named_in_a_config(tmp_path) -> None:
+    """The distribution's train.toml: `augkit train` builds its loss and logQ estimator by name
+    through the registry, as it builds the built-ins, and the run's report is written."""
+    config = Path(__file__).resolve().parents[1] / "examples" / DISTRIBUTION / "train.toml"
+    loaded = load_config(config, overrides=[f'output_dir="{tmp_path}"'])
+    parts = build_run(loaded)
+    assert type(parts.main_loss).__module__ == "augkit_swap.margin" and parts.main_loss.margin == 0.1
+    assert type(parts.frequency).__module__ == "augkit_swap.decayed" and parts.frequency.decay == 0.99
+    result = CliRunner().invoke(main, ["train", str(config), "--set", f'output_dir="{tmp_path}"', "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "plugin-example" / "metrics.json").read_text())
+    assert math.isfinite(metrics["model"]["all"]["recall@10"])
+    assert float(parts.frequency.counts.sum()) == 0  # built afresh above; the CLI run updated its own
+
+
+def test_an_unknown_loss_name_gets_the_registry_s_closest_match() -> None:
+    with pytest.raises(ConfigError, match=r"main.loss: unknown loss 'margin_sofmax'; did you mean 'margin_softmax'\?"):
+        build_run(config_from_dict({"main": {"loss": {"name": "margin_sofmax"}}}))

@@ -350,10 +350,11 @@ def _main_hook(value: Any, type_: Any) -> MainTaskConfig:
 _converter.register_structure_hook(MainTaskConfig, _main_hook)
 _converter.register_unstructure_hook(MainTaskConfig, _MAIN_UNSTRUCTURE)
 
-MOVED_KEYS: dict[str, str] = {
-    "main.stream_count": 'main.logq = { name = "streaming", params = { count = "distinct" or "occurrences" } }',
+MOVED_KEYS: dict[str, tuple[Any, str]] = {
+    "main.stream_count": ("distinct", 'main.logq = { name = "streaming", params = { count = "occurrences" } }'),
 }
-"""Keys of earlier versions and what replaces them, for a clear error."""
+"""Keys of earlier versions: the value they had by default, which is dropped (so run
+directories of earlier versions still load), and what replaces any other value, for the error."""
 
 _SECTIONS: dict[str, type] = {
     "": TrainConfig, "data": DataConfig, "model": ModelConfig, "main": MainTaskConfig,
@@ -417,13 +418,16 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Trai
     (``epochs must be an integer >= 1, got 0 @ run.toml.epochs``)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a trainer config is a table, got {_kind(data)} @ {source}")
-    for moved, replacement in MOVED_KEYS.items():
+    data = _strip_bom_keys(data)
+    for moved, (default, replacement) in MOVED_KEYS.items():
         section, _, key = moved.partition(".")
         table = data.get(section)
         if isinstance(table, Mapping) and key in table:
-            raise ConfigError(f"{moved} was replaced: write {replacement} @ {_join(source, moved)}")
+            if table[key] != default:
+                raise ConfigError(f"{moved} was replaced: write {replacement} @ {_join(source, moved)}")
+            data[section] = {k: v for k, v in table.items() if k != key}
     try:
-        return _converter.structure(_strip_bom_keys(data), TrainConfig)
+        return _converter.structure(data, TrainConfig)
     except cattrs.BaseValidationError as error:
         raise ConfigError("; ".join(_messages(error, source))) from None
     except (ValueError, TypeError) as error:

@@ -165,3 +165,32 @@ def test_rejects_features_it_cannot_swap() -> None:
         FeatureSwap()(dense_batch, generator=generator)
     single = FeatureSchema([Categorical(name="genre", num_values=3), Dense(name="price", dim=2)])
     assert FeatureSwap().columns(single) == (0,)
+
+
+# -- the loss and the estimator ---------------------------------------------------------------------
+def test_margin_softmax_without_margin_is_the_plain_in_batch_softmax() -> None:
+    from augkit_swap import MarginSoftmaxLoss
+
+    generator = torch.Generator().manual_seed(0)
+    query, item = torch.randn(6, 4, generator=generator), torch.randn(6, 4, generator=generator)
+    expected = torch.nn.functional.cross_entropy(query @ item.T / 0.05, torch.arange(6))
+    assert torch.allclose(MarginSoftmaxLoss(margin=0.0)(query, item), expected)
+    assert MarginSoftmaxLoss(margin=0.5)(query, item) > expected  # the margin lowers the positive
+    ids = torch.tensor([0, 1, 2, 3, 4, 0])  # row 0's item again in column 5: not a negative
+    plain = MarginSoftmaxLoss(margin=0.0, temperature=1.0)
+    assert plain(query, item, item_ids=ids) < plain(query, item, item_ids=torch.arange(6))
+    with pytest.raises(ValueError, match="margin_softmax: margin"):
+        MarginSoftmaxLoss(margin=-1.0)
+
+
+def test_decayed_count_weighs_recent_steps_most() -> None:
+    from augkit_swap import DecayedCountFrequency
+
+    estimator = DecayedCountFrequency(num_items=3, decay=0.5, smoothing=1.0)
+    estimator.update(torch.tensor([0, 0]))
+    estimator.update(torch.tensor([1]))
+    assert torch.allclose(estimator.counts, torch.tensor([1.0, 1.0, 0.0]))
+    expected = torch.log(torch.tensor([2.0, 2.0, 1.0]) / 5.0)
+    assert torch.allclose(estimator.log_prob(torch.arange(3)), expected)
+    with pytest.raises(ValueError, match="ids must be in 0..2"):
+        estimator.update(torch.tensor([3]))
