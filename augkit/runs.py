@@ -29,7 +29,8 @@ from torch import nn
 
 from augkit.batch import FeatureBatch
 from augkit.data.dataset import RecDataset
-from augkit.data.keys import DataKeys, KeyIndex, UnknownKeyError, load_with_keys
+from augkit.data.keys import DataKeys, KeyIndex, UnknownKeyError
+from augkit.data.sources import load_with_keys
 from augkit.data.splits import Split
 from augkit.errors import AugkitError, CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
 from augkit.random import generator_for

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from augkit import BatchValidationError, Categorical, ConfigError, MultiCategorical, UnknownNameError
 from augkit.data import ItemTable, load_movielens_items, load_movielens_rating_counts, read_item_table
-from augkit.data.items import categorical_warnings, pad_bags
+from augkit.data.encoding import pad_bags
+from augkit.data.items import categorical_warnings
 from augkit.data.movielens import GENRES
 
 

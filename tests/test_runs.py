@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import augkit
-from augkit.data.keys import KeyIndex, UnknownKeyError, load_with_keys
+from augkit.data.keys import KeyIndex, UnknownKeyError
+from augkit.data.sources import load_with_keys
 from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
 from augkit.runs import RunError, UnknownValueError, chunked_top_k, load_run
 

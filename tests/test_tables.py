@@ -224,7 +224,7 @@ def test_a_pattern_that_finds_nothing_is_named(tmp_path):
         ({"pattern": "(a)(b)"}, "has 2 groups; give it at most one"),
         ({"pattern": "("}, "is not a regular expression: missing \\)"),
         ({"pattern": ""}, "pattern must be a non-empty string"),
-        ({"lowercase": "yes"}, "lowercase must be true or false"),
+        ({"lowercase": "yes"}, r"expected true or false, got 'yes' \(a string\) @ items\[0\]\.features\.v\.lowercase"),
         ({"type": "dense", "pattern": "x"}, "apply to categorical and multi_categorical features only"),
         ({"patern": "x"}, "did you mean 'pattern'"),
     ],
@@ -475,36 +475,36 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
     [
         (
             {"interactions": INTERACTIONS, "itemz": []},
-            UnknownNameError,
-            r"key of the tables config 'itemz'; did you mean 'items'",
+            ConfigError,
+            r"^unknown key 'itemz'; did you mean 'items'\? \(valid: interactions, items, users, key_type, name\)$",
         ),
-        ({"items": []}, ConfigError, r"lacks 'interactions'"),
-        ([], ConfigError, r"the tables config: expected a table \(mapping\), got list"),
+        ({"items": []}, ConfigError, r"^required key 'interactions' is missing$"),
+        ([], ConfigError, r"^expected a table, got \[\] \(a list\)$"),
         (
             {"interactions": {**INTERACTIONS, "usr": 0}},
-            UnknownNameError,
-            r"key of interactions 'usr'; did you mean 'user'",
+            ConfigError,
+            r"unknown key 'usr'; did you mean 'user'\? .* @ interactions$",
         ),
-        ({"interactions": {"user": "u", "item": "i"}}, ConfigError, r"interactions: 'path' is required"),
+        ({"interactions": {"user": "u", "item": "i"}}, ConfigError, r"^required key 'path' is missing @ interactions$"),
         (
             {"interactions": {**INTERACTIONS, "header": False}},
             ConfigError,
-            r"interactions: user 'u' is a name but header = false",
+            r"user 'u' is a name but header = false; give a 0-based column index @ interactions\.user$",
         ),
         (
             {"interactions": {**INTERACTIONS, "header": "no"}},
             ConfigError,
-            r"interactions: header must be true or false",
+            r"expected true or false, got 'no' \(a string\) @ interactions\.header$",
         ),
         (
             {"interactions": {**INTERACTIONS, "sep": ";;"}},
             ConfigError,
-            r"interactions: sep must be a single character",
+            r"sep must be a single character, got ';;' @ interactions\.sep$",
         ),
         (
             {"interactions": {**INTERACTIONS, "path": "log.txt"}},
             ConfigError,
-            r"cannot tell the separator of 'log.txt'.*set sep",
+            r"cannot tell the separator of 'log.txt'.*set sep .* @ interactions$",
         ),
         (
             {"interactions": {**INTERACTIONS, "path": "log.parquet", "sep": ","}},
@@ -514,69 +514,73 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
         (
             {"interactions": {**INTERACTIONS, "encoding": "klingon"}},
             ConfigError,
-            r"encoding 'klingon' is not a known codec",
+            r"encoding 'klingon' is not a known codec @ interactions\.encoding$",
         ),
         (
             {"interactions": {**INTERACTIONS, "item": -1}},
             ConfigError,
-            r"item must be a column name or a 0-based column index, got -1",
+            r"item must be a column name or a 0-based column index, got -1 @ interactions\.item$",
         ),
-        ({"interactions": {**INTERACTIONS, "item": True}}, ConfigError, r"item must be a column name"),
+        (
+            {"interactions": {**INTERACTIONS, "item": True}},
+            ConfigError,
+            r"expected a column name or a 0-based column index, got True \(a boolean\) @ interactions\.item$",
+        ),
         (
             {"interactions": INTERACTIONS, "items": ITEMS},
             ConfigError,
-            r"items must be a list of tables \(\[\[items\]\] in TOML\)",
+            r"expected a list of tables \(\[\[\.\.\.\]\] in TOML\), got .* \(a table\) @ items$",
         ),
         (
             {"interactions": INTERACTIONS, "users": [{**ITEMS, "kye": 0}]},
-            UnknownNameError,
-            r"key of users\[0\] 'kye'; did you mean 'key'",
+            ConfigError,
+            r"unknown key 'kye'; did you mean 'key'\? .* @ users\[0\]$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{"path": "f.csv", "features": {"v": FEATURE}}]},
             ConfigError,
-            r"items\[0\]: 'key' is required",
+            r"^required key 'key' is missing @ items\[0\]$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "header": False, "key": 0}]},
             ConfigError,
-            r"items\[0\]: features.v.column 'v' is a name but header = false",
+            r"features\.v\.column 'v' is a name but header = false.* @ items\[0\]\.features$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "form": "tall"}]},
             ConfigError,
-            r"items\[0\]: form must be one of wide, long, got 'tall'",
+            r"form must be one of 'wide', 'long', got 'tall' @ items\[0\]\.form$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "features": {}}]},
             ConfigError,
-            r"items\[0\]: features is empty",
+            r"features is empty; name at least one feature @ items\[0\]\.features$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "features": ["v"]}]},
             ConfigError,
-            r"items\[0\]: features: expected a table",
+            r"expected a table of feature name -> options, got \['v'\] \(a list\) @ items\[0\]\.features$",
         ),
         (
             {
                 "interactions": INTERACTIONS,
                 "items": [{**ITEMS, "features": {"v": {**FEATURE, "colum": "v"}}}],
             },
-            UnknownNameError,
-            r"key of items\[0\].features.v 'colum'; did you mean 'column'",
+            ConfigError,
+            r"unknown key 'colum'; did you mean 'column'\? .* @ items\[0\]\.features\.v$",
         ),
         (
             {
                 "interactions": INTERACTIONS,
                 "items": [{**ITEMS, "features": {"v": {**FEATURE, "type": "categorial"}}}],
             },
-            UnknownNameError,
-            r"type of items\[0\].features.v 'categorial'; did you mean 'categorical'",
+            ConfigError,
+            r"unknown feature type 'categorial'; did you mean 'categorical'\? .* @ items\[0\]\.features\.v\.type$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "features": {"v": {"type": "categorical"}}}]},
             ConfigError,
-            r"items\[0\]: features.v: 'column' is required",
+            r"^required key 'column' is missing @ items\[0\]\.features\.v$",
         ),
         (
             {
@@ -584,7 +588,7 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
                 "items": [{**ITEMS, "features": {"v": {**FEATURE, "max_len": 3}}}],
             },
             ConfigError,
-            r"features.v: max_len applies to multi_categorical features only",
+            r"max_len applies to multi_categorical features only @ items\[0\]\.features\.v\.max_len$",
         ),
         (
             {
@@ -592,7 +596,7 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
                 "items": [{**ITEMS, "features": {"v": {"type": "multi_categorical", "column": "v"}}}],
             },
             ConfigError,
-            r"items\[0\]: multi_categorical feature 'v' of a wide-form file needs a separator",
+            r"multi_categorical feature 'v' of a wide-form file needs a separator.* @ items\[0\]$",
         ),
         (
             {
@@ -606,7 +610,7 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
                 ],
             },
             ConfigError,
-            r"features.v: max_len must be a positive int, got 0",
+            r"max_len must be an integer >= 1, got 0 @ items\[0\]\.features\.v\.max_len$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{**ITEMS, "features": {"item_id": FEATURE}}]},
@@ -627,12 +631,12 @@ INTERACTIONS = {"path": "log.csv", "user": "u", "item": "i"}
         (
             {"interactions": {"path": "log.csv", "user": "u"}},
             ConfigError,
-            r"^interactions: 'item' is required$",
+            r"^required key 'item' is missing @ interactions$",
         ),
         (
             {"interactions": INTERACTIONS, "items": [{"path": "f.csv", "features": {}}]},
             ConfigError,
-            r"^items\[0\]: 'key' is required$",
+            r"^required key 'key' is missing @ items\[0\]$",
         ),
     ],
 )

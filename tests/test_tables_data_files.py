@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from augkit import ConfigError, Dense, MultiCategorical, UnknownNameError
+from augkit import ConfigError, Dense, MultiCategorical
 from augkit.data import RecDataset, TablesConfig, read_item_table, read_tables
 from augkit.data.items import categorical_warnings
+from augkit.data.sources import load_with_keys
+from augkit.train.config import config_from_dict
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -176,11 +178,11 @@ def test_a_non_integer_key_under_key_type_int_names_file_line_and_column(tmp_pat
         (
             "integer",
             ConfigError,
-            r"^key_type: must be one of str, int or a table \{user, item\}, got 'integer'$",
+            r"^must be one of 'str', 'int' or a table \{user, item\}, got 'integer' @ key_type$",
         ),
-        ({"itme": "int"}, UnknownNameError, r"key of key_type 'itme'; did you mean 'item'"),
-        ({"user": "float"}, ConfigError, r"^key_type: user must be one of str, int, got 'float'$"),
-        (["int"], ConfigError, r"^key_type: expected a table \(mapping\), got list$"),
+        ({"itme": "int"}, ConfigError, r"^unknown key 'itme'; did you mean 'item'\? \(valid: user, item\) @ key_type$"),
+        ({"user": "float"}, ConfigError, r"^user must be one of 'str', 'int', got 'float' @ key_type\.user$"),
+        (["int"], ConfigError, r"^expected one of 'str', 'int' or a table \{user, item\}, got \['int'\] \(a list\) @ key_type$"),
     ],
 )
 def test_bad_key_types_name_the_key(key_type, error, message):
@@ -309,7 +311,7 @@ def test_a_dense_feature_in_long_form_may_repeat_its_value(tmp_path):
     for key in ("max_len", "separator"):
         bad = tables(items=True, feature={**PRICE, key: 2 if key == "max_len" else "|"})
         with pytest.raises(
-            ConfigError, match=rf"features.v: {key} applies to multi_categorical features only"
+            ConfigError, match=rf"{key} applies to multi_categorical features only @ items\[0\]\.features\.v\.{key}$"
         ):
             TablesConfig.from_dict(bad)
 
@@ -396,3 +398,23 @@ def test_categorical_warnings_flag_near_unique_and_numeric_looking_columns(tmp_p
     assert (
         categorical_warnings(read_item_table(path, drop=["sku", "price"], multi_valued={"tags": "|"})) == []
     )
+
+
+# -- one encoder: `augkit mi` and `augkit train` give one column the same ids ------------------
+def test_mi_item_table_and_train_tables_source_give_one_column_the_same_ids(tmp_path):
+    write(tmp_path / "log.csv", "u,i\na,s1\na,s2\nb,s3\nb,s4\n")
+    items = write(tmp_path / "items.csv", "sku,size,tags\ns1,10,x;y\ns2,9,y\ns3,2,z;x\ns4,10,\n")
+    mi_table = read_item_table(items, multi_valued={"tags": ";"}, id_column="sku")
+    config = config_from_dict({"data": {"source": "tables", "tables": {
+        "interactions": {"path": str(tmp_path / "log.csv"), "user": "u", "item": "i"},
+        "items": [{"path": str(items), "key": "sku", "features": {
+            "size": {"type": "categorical", "column": "size"},
+            "tags": {"type": "multi_categorical", "column": "tags", "separator": ";"},
+        }}],
+    }}})
+    dataset, keys = load_with_keys(config.data)
+    assert mi_table.vocabularies["size"] == keys.item_vocabularies["size"] == ("2", "9", "10")
+    assert mi_table.vocabularies["tags"] == keys.item_vocabularies["tags"] == ("x", "y", "z")
+    rows = keys.items.index(mi_table.vocabularies["sku"])  # the train id of each mi row
+    for name in ("size", "tags"):
+        assert torch.equal(dataset.items.values[name][rows], mi_table.corpus.values[name])

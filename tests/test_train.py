@@ -109,7 +109,7 @@ def test_unknown_keys_name_the_closest_valid_key(tmp_path):
 
 def test_a_bad_tables_config_fails_when_the_config_is_read():
     tables = {"interactions": {"path": "never-read.csv", "user": "u", "item": "i"}, "itmes": []}
-    with pytest.raises(ConfigError, match=r"data.tables: unknown key .*'itmes'; did you mean 'items'\?"):
+    with pytest.raises(ConfigError, match=r"unknown key 'itmes'; did you mean 'items'\? .* @ config\.data\.tables$"):
         config_from_dict({"data": {"source": "tables", "tables": tables}})
 
 

@@ -1,4 +1,5 @@
-"""Item tables: an item corpus with the raw value behind every id, read from CSV/TSV files."""
+"""Item tables: an item corpus with the raw value behind every id, read from CSV/TSV or Parquet
+files by the one table reader (`augkit.data.reader`) and encoder (`augkit.data.encoding`)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,10 @@ import numpy as np
 import torch
 
 from augkit.batch import FeatureBatch
-from augkit.data.delimited import Columns, factorize, read_delimited, sorted_codes, split_cells
+from augkit.data.encoding import encode, factorize, pad_bags
+from augkit.data.reader import PARQUET, SEPARATORS, Bags, Source, Table, read_table, split_cells
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
-from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
-
-SEPARATORS: Mapping[str, str] = MappingProxyType({".csv": ",", ".tsv": "\t", ".tab": "\t"})
-"""Field separator of an item table file, by file extension."""
+from augkit.schema import Categorical, Dense, FeatureSchema, MultiCategorical
 
 
 def _vocabularies(value: Mapping[str, Iterable[Any]]) -> Mapping[str, tuple[Any, ...]]:
@@ -58,32 +57,6 @@ class ItemTable:
         return self.corpus.batch_size
 
 
-def pad_bags(rows: np.ndarray, ids: np.ndarray, num_rows: int) -> np.ndarray:
-    """Bags as a padded int64 ``[num_rows, max_len]`` array (``MISSING`` as padding).
-
-    ``(rows[e], ids[e])`` puts id ``ids[e]`` in the bag of row ``rows[e]``; a bag is a set
-    (repeated ids count once) and keeps ids in ascending order. ``max_len`` is the largest bag
-    (at least 1, so an all-empty column still has a slot).
-    """
-    pairs = np.unique(np.stack([rows, ids], axis=1).astype(np.int64), axis=0)
-    rows, ids = pairs[:, 0], pairs[:, 1]
-    sizes = np.bincount(rows, minlength=num_rows)
-    starts = np.cumsum(sizes) - sizes
-    slots = np.arange(rows.size) - starts[rows]
-    out = np.full((num_rows, max(1, int(sizes.max(initial=0)))), MISSING, dtype=np.int64)
-    out[rows, slots] = ids
-    return out
-
-
-def encode(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
-    """Sorted vocabulary of the non-empty strings in 1-D `values` (``""`` is missing), and the
-    int64 ids of `values` in it (``MISSING`` where empty)."""
-    vocabulary, ids = sorted_codes(*factorize(np.asarray(values)))
-    if vocabulary and vocabulary[0] == "":  # the empty string sorts first
-        return tuple(vocabulary[1:]), ids - 1
-    return tuple(vocabulary), ids
-
-
 def read_item_table(
     path: str | os.PathLike[str],
     *,
@@ -92,22 +65,25 @@ def read_item_table(
     id_column: str | None = None,
     encoding: str = "utf-8",
 ) -> ItemTable:
-    """Read an item table: a ``.csv`` (comma) or ``.tsv``/``.tab`` (tab) file with a header.
+    """Read an item table: a ``.csv`` (comma), ``.tsv``/``.tab``/``.dat`` (tab) file with a
+    header, or a ``.parquet`` file (needs pyarrow).
 
     Each column not in `drop` becomes a categorical feature named after its header (which
-    must be a Python identifier) with a vocabulary of its distinct values, sorted as strings;
-    cells are stripped and an empty cell is missing. Columns in `multi_valued` are split by the
-    given separator into bags (sets: repeated values count once). `id_column` names a column
-    of unique keys: each item's id is then its row number, and its vocabulary the keys in file
-    order. Only the kept columns are held in memory; a UTF-8 byte-order mark is dropped.
-    Errors name the file, line and column at fault.
+    must be a Python identifier) with a vocabulary of its distinct values, encoded as every
+    loader encodes (`augkit.data.encoding.encode`: numeric order when every value is an
+    integer, else string order); cells are stripped and an empty cell is missing. Columns in
+    `multi_valued` are split by the given separator into bags (sets: repeated values count
+    once), as is a Parquet list column. `id_column` names a column of unique keys: each item's
+    id is then its row number, and its vocabulary the keys in file order. Only the kept columns
+    are held in memory; a UTF-8 byte-order mark is dropped. Errors name the file, line and
+    column at fault.
     """
     file = Path(path)
-    separator = SEPARATORS.get(file.suffix.lower())
-    if separator is None:
+    suffix = file.suffix.lower()
+    if suffix not in SEPARATORS and suffix != PARQUET:
         raise ConfigError(
             f"item table {str(file)!r}: unknown extension {file.suffix!r}; "
-            f"expected one of {', '.join(SEPARATORS)}"
+            f"expected one of {', '.join([*SEPARATORS, PARQUET])}"
         )
     drop = tuple(drop)
     for name, sep in multi_valued.items():
@@ -122,22 +98,23 @@ def read_item_table(
         _check_header(file, names, multi_valued, drop, id_column)
         return {name: j for j, name in enumerate(names) if name not in drop}
 
-    table = read_delimited(file, delimiter=separator, encoding=encoding, header=True, select=select)
+    table = read_table(Source(path=file, encoding=encoding), select)
     if not len(table):
         raise ConfigError(f"item table {str(file)!r} has a header but no item rows")
     specs, values, vocabularies = [], {}, {}
     for name, cells in table.cells.items():
+        bags = isinstance(cells, Bags) or name in multi_valued
         if name == id_column:
             vocabulary, ids = _keys(table, name)
-        elif name in multi_valued:
-            vocabulary, ids = _bags(cells, multi_valued[name])
+        elif bags:
+            vocabulary, ids = _bags(cells, multi_valued.get(name), len(table))
         else:
             vocabulary, ids = encode(cells)
         if not vocabulary:
             raise BatchValidationError(
                 f"item table {str(file)!r}: column {name!r} has no value in any row; drop it"
             )
-        if name in multi_valued:
+        if bags:
             specs.append(MultiCategorical(name=name, num_values=len(vocabulary), max_len=ids.shape[1]))
         else:
             specs.append(Categorical(name=name, num_values=len(vocabulary)))
@@ -176,13 +153,13 @@ def _check_header(
         )
 
 
-def _keys(table: Columns, name: str) -> tuple[tuple[str, ...], np.ndarray]:
+def _keys(table: Table, name: str) -> tuple[tuple[str, ...], np.ndarray]:
     """Row numbers as ids of a column of unique, non-empty keys."""
-    keys = table.cells[name]
+    keys = table.scalar(name, "id_column")
     empty = np.flatnonzero(keys == "")
     if empty.size:
         raise BatchValidationError(
-            f"item table {str(table.file)!r}, line {int(table.lines[empty[0]])}: id column {name!r} is empty"
+            f"item table {str(table.file)!r}, {table.unit} {int(table.numbers[empty[0]])}: id column {name!r} is empty"
         )
     uniques, codes = factorize(keys)
     if len(uniques) < keys.size:
@@ -190,19 +167,20 @@ def _keys(table: Columns, name: str) -> tuple[tuple[str, ...], np.ndarray]:
         first = np.full(len(uniques), keys.size)
         np.minimum.at(first, codes, rows)
         again = int(np.flatnonzero(first[codes] != rows)[0])
-        lines = table.lines[[first[codes[again]], again]]
+        lines = table.numbers[[first[codes[again]], again]]
         raise BatchValidationError(
-            f"item table {str(table.file)!r}: id column {name!r} repeats key {str(keys[again])!r} on lines "
+            f"item table {str(table.file)!r}: id column {name!r} repeats key {str(keys[again])!r} on {table.unit}s "
             f"{lines[0]} and {lines[1]}"
         )
     return tuple(keys.tolist()), np.arange(keys.size, dtype=np.int64)
 
 
-def _bags(cells: np.ndarray, separator: str) -> tuple[tuple[str, ...], np.ndarray]:
-    """Vocabulary and padded bag ids of cells holding `separator`-joined values."""
-    rows, values = split_cells(cells, separator)
+def _bags(cells: np.ndarray | Bags, separator: str | None, size: int) -> tuple[tuple[str, ...], np.ndarray]:
+    """Vocabulary and padded bag ids of a Parquet list column, or of cells holding
+    `separator`-joined values."""
+    rows, values = (cells.records, cells.values) if isinstance(cells, Bags) else split_cells(cells, separator)
     vocabulary, ids = encode(values)
-    return vocabulary, pad_bags(rows, ids, cells.size)
+    return vocabulary, pad_bags(rows, ids, size)
 
 
 NEAR_UNIQUE = 0.5

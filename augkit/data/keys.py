@@ -2,14 +2,7 @@
 ``0..n-1`` of a `RecDataset`, the item titles where the loader has them, and the raw value
 behind every id of each item feature.
 
-`load_with_keys` loads the data set a trainer config names together with its keys, for any
-source:
-
-* ``synthetic``: the keys are the ids themselves (ints ``0..n-1``), as are feature values.
-* ``movielens-100k``: users and items are the MovieLens ids (ints, id + 1), with the titles
-  of ``u.item`` and the feature vocabularies of `load_movielens_items`.
-* ``tables``: the keys and vocabularies that `read_tables` returns: strings, or ints where
-  ``key_type`` is ``"int"``; no titles.
+Each data source gives its keys (`augkit.data.sources.load_with_keys`).
 """
 
 from __future__ import annotations
@@ -24,6 +17,7 @@ import torch
 
 from augkit.data.dataset import RecDataset
 from augkit.errors import AugkitError
+from augkit.schema import Dense
 
 _SHOWN = 5
 """How many keys an `UnknownKeyError` shows."""
@@ -147,8 +141,6 @@ class DataKeys:
 def identity_keys(dataset: RecDataset) -> DataKeys:
     """Keys that are the dense ids themselves, and every categorical value its own id (the
     synthetic data, or any `RecDataset` built without raw keys)."""
-    from augkit.schema import Dense
-
     def vocabularies(schema: Any) -> dict[str, tuple[int, ...]]:
         return {spec.name: tuple(range(spec.num_values)) for spec in schema if not isinstance(spec, Dense)}
 
@@ -157,55 +149,4 @@ def identity_keys(dataset: RecDataset) -> DataKeys:
         items=KeyIndex("item", dataset.name, range(dataset.num_items)),
         item_vocabularies=vocabularies(dataset.items.schema),
         user_vocabularies=vocabularies(dataset.users.schema),
-    )
-
-
-def load_with_keys(data: Any) -> tuple[RecDataset, DataKeys]:
-    """The data set of a trainer config's data section (`augkit.train.config.DataConfig`), as
-    `augkit.train.run.load_dataset` loads it, and its `DataKeys`."""
-    from augkit.errors import ConfigError
-
-    if data.source == "synthetic":
-        from augkit.data.synthetic import make_synthetic
-
-        dataset = make_synthetic(seed=data.synthetic_seed)
-        return dataset, identity_keys(dataset)
-    if data.source == "movielens-100k":
-        from augkit.data.movielens import (
-            AGE_BUCKETS,
-            load_movielens_100k,
-            load_movielens_items,
-            load_movielens_titles,
-        )
-
-        if not data.path:
-            raise ConfigError("data.path must name the ml-100k directory for source 'movielens-100k'")
-        dataset = load_movielens_100k(data.path)
-        items = load_movielens_items(data.path)
-        return dataset, DataKeys(
-            users=KeyIndex("user", dataset.name, range(1, dataset.num_users + 1)),
-            items=KeyIndex("item", dataset.name, items.vocabularies["item_id"]),
-            titles=load_movielens_titles(data.path),
-            item_vocabularies=items.vocabularies,
-            user_vocabularies={"user_id": tuple(range(1, dataset.num_users + 1)), "age": AGE_BUCKETS},
-        )
-    from augkit.data.tables import read_tables
-
-    if not data.tables:
-        raise ConfigError("data.tables must describe the files for source 'tables'")
-    from augkit.data.tables import TablesConfig
-
-    config = TablesConfig.from_dict(data.tables)
-    loaded = read_tables(config)
-    dataset = loaded.dataset
-
-    def keys(entity: str, vocabulary: tuple[str, ...]) -> tuple[Any, ...]:
-        # key_type = "int": the vocabulary holds each integer's decimal digits; give back ints
-        return tuple(map(int, vocabulary)) if getattr(config.key_type, entity) == "int" else vocabulary
-
-    return dataset, DataKeys(
-        users=KeyIndex("user", dataset.name, keys("user", loaded.users.vocabularies["user_id"])),
-        items=KeyIndex("item", dataset.name, keys("item", loaded.items.vocabularies["item_id"])),
-        item_vocabularies=loaded.items.vocabularies,
-        user_vocabularies=loaded.users.vocabularies,
     )

@@ -16,7 +16,8 @@ import torch
 
 from augkit.batch import FeatureBatch
 from augkit.data.dataset import InteractionLog, RecDataset
-from augkit.data.items import ItemTable, encode, pad_bags
+from augkit.data.encoding import encode, pad_bags
+from augkit.data.items import ItemTable
 from augkit.errors import BatchValidationError, ConfigError
 from augkit.schema import MISSING, Categorical, FeatureSchema, MultiCategorical
 

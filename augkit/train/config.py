@@ -7,25 +7,36 @@ where the paper states them; each is documented in docs/reference/config.md.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 import cattrs.gen
 import tomli_w
 
+from augkit.config_io import join, kind, strict_converter, structure
+from augkit.data.sources import SOURCES
+from augkit.data.tables_config import TablesConfig, structure_tables
 from augkit.errors import ConfigError, UnknownNameError
-from augkit.train.checks import device, distinct, integer, number, one_of, positive_integers, run_name
+from augkit.validators import (
+    device,
+    distinct,
+    integer,
+    number,
+    one_of,
+    positive_integers,
+    registered,
+    run_name,
+)
 
 
 @attrs.frozen(kw_only=True)
 class DataConfig:
-    source: str = attrs.field(default="synthetic", validator=one_of("synthetic", "movielens-100k", "tables"))
+    source: str = attrs.field(default="synthetic", validator=registered("data source", SOURCES))
+    """A registered data source (`augkit.data.sources.SOURCES`): synthetic, movielens-100k, tables."""
     path: str = ""
     """Directory (movielens-100k) or unused (synthetic); tables use ``tables``."""
     synthetic_seed: int = attrs.field(default=0, validator=integer(0))
@@ -35,22 +46,12 @@ class DataConfig:
     cold_fraction: float = attrs.field(default=0.05, validator=number(0, high=1, open_high=True))
     history_len: int = attrs.field(default=20, validator=integer(0))
     """The user's last training items as a multi-valued query feature (0: none)."""
-    tables: dict[str, Any] = attrs.field(factory=dict)
-    """Options of the ``tables`` source (see `augkit.data.tables`); checked when the config is
-    read, the files when the data is loaded."""
-
-    @tables.validator
-    def _check_tables(self, attribute: attrs.Attribute, value: dict[str, Any]) -> None:
-        if value:
-            from augkit.data.tables import TablesConfig
-
-            try:
-                TablesConfig.from_dict(value)
-            except (ConfigError, UnknownNameError) as error:
-                raise ValueError(f"data.tables: {error}") from None
+    tables: TablesConfig | None = None
+    """The files of the ``tables`` source, the ``[data.tables]`` table (`TablesConfig`); checked
+    when the config is read, the files when the data is loaded. An empty table is none."""
 
     def __attrs_post_init__(self) -> None:
-        if self.tables and self.source != "tables":
+        if self.tables is not None and self.source != "tables":
             raise ValueError(
                 f"tables is set but source is {self.source!r}, so the tables would be ignored; "
                 'set source = "tables" (or remove [data.tables])'
@@ -260,60 +261,14 @@ class TrainConfig:
         return Path(self.output_dir) / self.name
 
 
-def _kind(value: Any) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string"}.get(
-        type(value), "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__
-    )
+def _tables(value: Any, _: Any) -> TablesConfig | None:
+    """``[data.tables]``: an empty table (as an older run's config.toml has) is none."""
+    return None if value is None or (isinstance(value, Mapping) and not value) else structure_tables(value)
 
 
-def _strict(expected: str, accepts: Callable[[Any], bool], convert: Callable[[Any], Any] = lambda v: v) -> Callable[[Any, Any], Any]:
-    """A structure hook that accepts only values `accepts` holds for: no coercion of
-    ``"false"`` to a bool, ``1.5`` to an int or ``"0.05"`` to a float."""
-
-    def structure(value: Any, _: Any) -> Any:
-        if not accepts(value):
-            raise TypeError(f"expected {expected}, got {value!r} ({_kind(value)})")
-        return convert(value)
-
-    return structure
-
-
-def _int_tuple(value: Any, _: Any) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise TypeError(f"expected a list of integers, got {value!r} ({_kind(value)})")
-    for i, item in enumerate(value):
-        if type(item) is not int:
-            raise TypeError(f"expected a list of integers, item {i} is {item!r} ({_kind(item)})")
-    return tuple(value)
-
-
-_converter = cattrs.Converter(forbid_extra_keys=True)
-_converter.register_structure_hook(bool, _strict("true or false", lambda v: isinstance(v, bool)))
-_converter.register_structure_hook(int, _strict("an integer", lambda v: type(v) is int))
-_converter.register_structure_hook(
-    float, _strict("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
-)
-_converter.register_structure_hook(str, _strict("a string", lambda v: isinstance(v, str)))
-_converter.register_structure_hook_func(lambda t: t == tuple[int, ...], _int_tuple)
-_converter.register_structure_hook_func(
-    lambda t: t == dict[str, Any], _strict("a table", lambda v: isinstance(v, Mapping), dict)
-)
-
-
-
-def _table_hook(cls: type) -> Callable[[Any, Any], Any]:
-    """Structure a config table: anything but a mapping is a type error, not a crash."""
-    structure = cattrs.gen.make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=True)
-
-    def hook(value: Any, type_: Any) -> Any:
-        if not isinstance(value, Mapping):
-            raise TypeError(f"expected a table, got {value!r} ({_kind(value)})")
-        return structure(value, type_)
-
-    return hook
-
-
-_converter.register_structure_hook_factory(attrs.has, _table_hook)
+_converter = strict_converter()
+_converter.register_structure_hook_func(lambda t: t == TablesConfig | None, _tables)
+_converter.register_unstructure_hook(TablesConfig, TablesConfig.to_dict)
 
 
 def _estimator(value: Any, _: Any) -> Component | None:
@@ -343,7 +298,7 @@ _MAIN_UNSTRUCTURE = cattrs.gen.make_dict_unstructure_fn(
 
 def _main_hook(value: Any, type_: Any) -> MainTaskConfig:
     if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table, got {value!r} ({_kind(value)})")
+        raise TypeError(f"expected a table, got {value!r} ({kind(value)})")
     return _MAIN_STRUCTURE(value, type_)
 
 
@@ -374,64 +329,20 @@ def _homes(key: str) -> list[str]:
     ]
 
 
-def _unknown_keys(error: cattrs.ForbiddenExtraKeysError) -> str:
-    known = [f.name for f in attrs.fields(error.cl)]
-    parts = []
-    for key in sorted(error.extra_fields):
-        homes = _homes(key)
-        close = difflib.get_close_matches(key, known, n=1)
-        if homes:
-            hint = f"; it belongs in {' or '.join(homes)}"
-        else:
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-        parts.append(f"unknown key {key!r}{hint} (valid: {', '.join(known)})")
-    return "; ".join(parts)
-
-
-def _messages(error: BaseException, path: str) -> list[str]:
-    """One ``message @ path`` line per leaf of a cattrs error tree."""
-    if isinstance(error, cattrs.ForbiddenExtraKeysError):
-        return [f"{_unknown_keys(error)} @ {path}" if path else _unknown_keys(error)]
-    if isinstance(error, cattrs.ClassValidationError):
-        noted, plain = error.group_exceptions()
-        lines = [line for exc, note in noted for line in _messages(exc, _join(path, note.name))]
-        fields = attrs.fields_dict(error.cl)
-        for exc in plain:  # a validator's message starts with the key it checks
-            key = re.match(r"\w+", str(exc))
-            lines += _messages(exc, _join(path, key[0]) if key and key[0] in fields else path)
-        return lines
-    if isinstance(error, cattrs.IterableValidationError):
-        noted, plain = error.group_exceptions()
-        lines = [line for exc, note in noted for line in _messages(exc, f"{path}[{note.index}]")]
-        return lines + [line for exc in plain for line in _messages(exc, path)]
-    if isinstance(error, KeyError) and error.args:
-        return [f"required key {error.args[0]!r} is missing" + (f" @ {path}" if path else "")]
-    return [f"{error} @ {path}" if path else str(error)]
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
 def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
     """Structure a plain dict into a `TrainConfig`; errors name the key path at fault
     (``epochs must be an integer >= 1, got 0 @ run.toml.epochs``)."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"a trainer config is a table, got {_kind(data)} @ {source}")
+        raise ConfigError(f"a trainer config is a table, got {kind(data)} @ {source}")
     data = _strip_bom_keys(data)
     for moved, (default, replacement) in MOVED_KEYS.items():
         section, _, key = moved.partition(".")
         table = data.get(section)
         if isinstance(table, Mapping) and key in table:
             if table[key] != default:
-                raise ConfigError(f"{moved} was replaced: write {replacement} @ {_join(source, moved)}")
+                raise ConfigError(f"{moved} was replaced: write {replacement} @ {join(source, moved)}")
             data[section] = {k: v for k, v in table.items() if k != key}
-    try:
-        return _converter.structure(data, TrainConfig)
-    except cattrs.BaseValidationError as error:
-        raise ConfigError("; ".join(_messages(error, source))) from None
-    except (ValueError, TypeError) as error:
-        raise ConfigError(f"{error} @ {source}" if source else str(error)) from None
+    return structure(_converter, data, TrainConfig, source=source, homes=_homes)
 
 
 def _strip_bom_keys(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import torch
 from augkit import distributed
 from augkit.data.dataset import InteractionLog
 from augkit.errors import ConfigError
-from augkit.train.checks import DEVICE_PATTERN
 from augkit.train.run import RunParts
+from augkit.validators import DEVICE_PATTERN
 
 
 def resolve_device(name: str) -> torch.device:

@@ -13,6 +13,7 @@ from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
 from augkit.compose import TwoViews, from_config, prepare_config
 from augkit.data.dataset import RecDataset
+from augkit.data.sources import load_source
 from augkit.data.splits import Split, split_interactions
 from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
@@ -29,23 +30,8 @@ STREAM_SPLIT, STREAM_INIT, STREAM_EPOCH, STREAM_STEP = 1, 2, 3, 4
 
 
 def load_dataset(config: TrainConfig) -> RecDataset:
-    """The data set named by ``config.data.source``."""
-    data = config.data
-    if data.source == "synthetic":
-        from augkit.data.synthetic import make_synthetic
-
-        return make_synthetic(seed=data.synthetic_seed)
-    if data.source == "movielens-100k":
-        from augkit.data.movielens import load_movielens_100k
-
-        if not data.path:
-            raise ConfigError("data.path must name the ml-100k directory for source 'movielens-100k'")
-        return load_movielens_100k(data.path)
-    from augkit.data.tables import load_tables
-
-    if not data.tables:
-        raise ConfigError("data.tables must describe the files for source 'tables'")
-    return load_tables(data.tables)
+    """The data set named by ``config.data.source`` (a registered source, `augkit.data.sources`)."""
+    return load_source(config.data)
 
 
 @attrs.frozen(eq=False)

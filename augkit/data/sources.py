@@ -1,0 +1,138 @@
+"""Data sources by name: the ``data.source`` of a trainer config picks one from `SOURCES`.
+
+A source is one `DataSource` registration: how to load its `RecDataset`, and how to load it
+with its `DataKeys` (the raw user and item keys behind the dense ids, for serving):
+
+* ``synthetic``: the embedded synthetic data (`make_synthetic` with ``data.synthetic_seed``);
+  the keys are the ids themselves (ints ``0..n-1``), as are feature values.
+* ``movielens-100k``: your copy of MovieLens-100K in ``data.path``; users and items are the
+  MovieLens ids (ints, id + 1), with the titles of ``u.item`` and the feature vocabularies of
+  `load_movielens_items`.
+* ``tables``: your own files, described by ``data.tables`` (`TablesConfig`); the keys and
+  vocabularies that `read_tables` returns: strings, or ints where ``key_type`` is ``"int"``;
+  no titles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Protocol
+
+import attrs
+
+from augkit.data.dataset import RecDataset
+from augkit.data.keys import DataKeys, KeyIndex, identity_keys
+from augkit.data.movielens import (
+    AGE_BUCKETS,
+    load_movielens_100k,
+    load_movielens_items,
+    load_movielens_titles,
+)
+from augkit.data.synthetic import make_synthetic
+from augkit.data.tables import LoadedTables, read_tables
+from augkit.data.tables_config import TablesConfig
+from augkit.errors import ConfigError, UnknownNameError
+
+
+class DataOptions(Protocol):
+    """What a source reads of the trainer's data section (`augkit.train.config.DataConfig`)."""
+
+    source: str
+    path: str
+    synthetic_seed: int
+    tables: TablesConfig | None
+
+
+@attrs.frozen
+class DataSource:
+    """A registered source: `load` gives its data set, `load_with_keys` the data set and its
+    `DataKeys`; both take the data section of a config."""
+
+    load: Callable[[DataOptions], RecDataset]
+    load_with_keys: Callable[[DataOptions], tuple[RecDataset, DataKeys]]
+
+
+def _synthetic(data: DataOptions) -> RecDataset:
+    return make_synthetic(seed=data.synthetic_seed)
+
+
+def _synthetic_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
+    dataset = _synthetic(data)
+    return dataset, identity_keys(dataset)
+
+
+def _movielens_dir(data: DataOptions) -> str:
+    if not data.path:
+        raise ConfigError("data.path must name the ml-100k directory for source 'movielens-100k'")
+    return data.path
+
+
+def _movielens(data: DataOptions) -> RecDataset:
+    return load_movielens_100k(_movielens_dir(data))
+
+
+def _movielens_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
+    directory = _movielens_dir(data)
+    dataset = load_movielens_100k(directory)
+    items = load_movielens_items(directory)
+    return dataset, DataKeys(
+        users=KeyIndex("user", dataset.name, range(1, dataset.num_users + 1)),
+        items=KeyIndex("item", dataset.name, items.vocabularies["item_id"]),
+        titles=load_movielens_titles(directory),
+        item_vocabularies=items.vocabularies,
+        user_vocabularies={"user_id": tuple(range(1, dataset.num_users + 1)), "age": AGE_BUCKETS},
+    )
+
+
+def _read_tables(data: DataOptions) -> LoadedTables:
+    if data.tables is None:
+        raise ConfigError("data.tables must describe the files for source 'tables'")
+    return read_tables(data.tables)
+
+
+def _tables(data: DataOptions) -> RecDataset:
+    return _read_tables(data).dataset
+
+
+def _tables_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
+    loaded = _read_tables(data)
+    dataset = loaded.dataset
+    key_type = data.tables.key_type
+
+    def keys(entity: str, vocabulary: tuple[str, ...]) -> tuple[Any, ...]:
+        # key_type = "int": the vocabulary holds each integer's decimal digits; give back ints
+        return tuple(map(int, vocabulary)) if getattr(key_type, entity) == "int" else vocabulary
+
+    return dataset, DataKeys(
+        users=KeyIndex("user", dataset.name, keys("user", loaded.users.vocabularies["user_id"])),
+        items=KeyIndex("item", dataset.name, keys("item", loaded.items.vocabularies["item_id"])),
+        item_vocabularies=loaded.items.vocabularies,
+        user_vocabularies=loaded.users.vocabularies,
+    )
+
+
+SOURCES: Mapping[str, DataSource] = MappingProxyType({
+    "synthetic": DataSource(_synthetic, _synthetic_with_keys),
+    "movielens-100k": DataSource(_movielens, _movielens_with_keys),
+    "tables": DataSource(_tables, _tables_with_keys),
+})
+"""Every data source by its ``data.source`` name."""
+
+
+def get_source(name: str) -> DataSource:
+    """The source registered as `name`; `UnknownNameError` with the closest name otherwise."""
+    found = SOURCES.get(name)
+    if found is None:
+        raise UnknownNameError("data source", name, SOURCES)
+    return found
+
+
+def load_source(data: DataOptions) -> RecDataset:
+    """The data set that ``data.source`` names, loaded with the options of `data`."""
+    return get_source(data.source).load(data)
+
+
+def load_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
+    """The data set that ``data.source`` names, as `load_source` loads it, and its `DataKeys`."""
+    return get_source(data.source).load_with_keys(data)
