@@ -23,8 +23,8 @@ from augkit.errors import (
 )
 from augkit.hookspecs import hookimpl
 from augkit.registry import Registry, get_registry, load_plugins
-from augkit.runs import load_run
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
+from augkit.serving import load_run
 
 __all__ = [
     "CONFIG_VERSION",
