@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the names below, for type checkers and IDEs
     from augkit.hookspecs import hookimpl
     from augkit.registry import Registry, get_registry, load_plugins
     from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, MultiCategorical
-    from augkit.runs import load_run
+    from augkit.serving import load_run
 
 _HOMES: dict[str, str] = {
     "CONFIG_VERSION": "augkit.augmentation",
@@ -57,7 +57,7 @@ _HOMES: dict[str, str] = {
     "Dense": "augkit.schema",
     "FeatureSchema": "augkit.schema",
     "MultiCategorical": "augkit.schema",
-    "load_run": "augkit.runs",
+    "load_run": "augkit.serving",
 }
 """Each public name and the module that defines it."""
 

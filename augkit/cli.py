@@ -499,7 +499,7 @@ def recommend(
     checkpoint: Path | None, device: str,
 ) -> None:
     """Top-K items for users of the trained run RUN (a directory written by `augkit train`)."""
-    from augkit.runs import load_run
+    from augkit.serving import load_run
 
     asked = [(key, "--user") for key in users] + (_keys_file(users_file) if users_file else [])
     if not asked and users_file:
@@ -522,7 +522,7 @@ def recommend(
 @_DEVICE_OPTION
 def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint: Path | None, device: str) -> None:
     """The K items nearest each --item in the item tower's space (cosine), itself left out."""
-    from augkit.runs import load_run
+    from augkit.serving import load_run
 
     loaded = load_run(run, checkpoint=checkpoint, device=device)
     _print_ranked(loaded.similar_items(list(items), k), "item", as_json)
@@ -545,7 +545,7 @@ def export(
 ) -> None:
     """Export RUN for serving: item embeddings with keys, the towers as torch.export programs
     (loadable without augkit), and optionally a FAISS index with its recall against exact search."""
-    from augkit.runs import load_run
+    from augkit.serving import load_run
 
     loaded = load_run(run, checkpoint=checkpoint, device=device)
     written = loaded.export(out, format=fmt, index=index, index_type=index_type, overwrite=overwrite)

@@ -353,9 +353,12 @@ def _check_interactions(name: str, pairs: Any, num_queries: int, num_items: int)
         )
 
 
-def _drop(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
-    """Set ``scores[rows, cols]`` to -inf in place where ``0 <= cols < width``; pairs outside
-    the chunk leave it unchanged (they add 0 at a clamped column). No host sync."""
+def exclude_scores(scores: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> None:
+    """Leave pairs out of a chunk of scores: set ``scores[rows[p], cols[p]]`` to -inf in place
+    for every pair with ``0 <= cols[p] < width`` (``scores`` is ``[R, width]``, ``rows`` and
+    ``cols`` ``LongTensor[P]``, ``cols`` relative to the chunk's first column); pairs outside
+    the chunk leave it unchanged (they add 0 at a clamped column). No host sync. The ranking
+    here and exact top-k (`augkit.serving.topk`) exclude items through it."""
     width = scores.shape[1]
     inside = (cols >= 0) & (cols < width)
     penalty = torch.where(inside, -torch.inf, 0.0).to(scores.dtype)
@@ -431,9 +434,9 @@ def rank_test_items(
         tied = torch.zeros(p1 - p0, dtype=torch.long, device=device)
         for i0 in range(0, num_items, item_chunk):
             scores = queries @ item_emb[i0 : i0 + item_chunk].T
-            _drop(scores, excluded_rows, excluded_items - i0)
+            exclude_scores(scores, excluded_rows, excluded_items - i0)
             competitors = scores[rows]
-            _drop(competitors, pair, positives - i0)
+            exclude_scores(competitors, pair, positives - i0)
             # int32 partial sums (at most item_chunk each) are much faster than int64 on CPU.
             above += (competitors > positive_scores).sum(1, dtype=torch.int32)
             tied += (competitors == positive_scores).sum(1, dtype=torch.int32)

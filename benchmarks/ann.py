@@ -3,10 +3,10 @@
 The items are unit vectors around 1,000 random topic centres (trained item towers cluster by
 topic; uniform random vectors would make every ANN index look worse than it is on real
 embeddings), the queries are drawn the same way. The index is what ``augkit export`` builds at
-that corpus size with its defaults (`augkit.runs.build_faiss_index`, ``index_type="auto"``:
-flat up to `augkit.runs.FLAT_MAX_ITEMS` items, IVF above), calibrated on one half of the
-queries; Recall@K against exact search (`augkit.runs.chunked_top_k`) and the latency of one
-query are measured on the other half.
+that corpus size with its defaults (`augkit.serving.faiss_index.build_faiss_index`,
+``index_type="auto"``: flat up to `augkit.serving.FLAT_MAX_ITEMS` items, IVF above), calibrated
+on one half of the queries; Recall@K against exact search (`augkit.serving.topk.chunked_top_k`)
+and the latency of one query are measured on the other half.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import torch
 
-from augkit.runs import ANN_K, ann_report, build_faiss_index, chunked_top_k
+from augkit.serving.faiss_index import ANN_K, ann_report, build_faiss_index
+from augkit.serving.topk import chunked_top_k
 from benchmarks.profiles import Profile
 from benchmarks.report import CaseResult, Target, ratio, seconds
 

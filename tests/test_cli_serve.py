@@ -129,7 +129,7 @@ def test_movielens_recommend_prints_ten_unseen_movie_ids_with_titles(tmp_path, m
         assert match and int(match[1]) == rank, line
         ids.append(int(match[2]))
         assert match[4] == titles[ids[-1] - 1]
-    from augkit.runs import load_run
+    from augkit.serving import load_run
 
     run = load_run(run_dir)
     training = {int(i) + 1 for i in run.split.train.items[run.split.train.users == 41]}

@@ -12,16 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from augkit.runs import (
-    ANN_TARGET_RECALL,
-    FLAT_MAX_ITEMS,
-    RunError,
-    build_faiss_index,
-    choose_index_type,
-    chunked_top_k,
-    flat_inputs,
-    load_run,
-)
+from augkit.serving import ANN_TARGET_RECALL, FLAT_MAX_ITEMS, RunError, load_run
+from augkit.serving.faiss_index import build_faiss_index, choose_index_type
+from augkit.serving.topk import chunked_top_k
+from augkit.serving.tower_export import flat_inputs
 
 faiss = pytest.importorskip("faiss", reason="the FAISS index needs faiss-cpu (pip install 'augkit[serve]')")
 

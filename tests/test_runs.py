@@ -14,7 +14,8 @@ import augkit
 from augkit.data.keys import KeyIndex, UnknownKeyError
 from augkit.data.sources import load_with_keys
 from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
-from augkit.runs import RunError, UnknownValueError, chunked_top_k, load_run
+from augkit.serving import RunError, UnknownValueError, load_run
+from augkit.serving.topk import chunked_top_k
 
 DATASETS = Path(os.environ.get("AUGKIT_DATASETS") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 ML_100K = DATASETS / "ml-100k"
