@@ -394,8 +394,10 @@ def compare(
     """Compare the variants fairly: select each one's candidate on the validation split, test
     the chosen ones once over the seeds; write a table with 95% CIs, paired tests and plots.
     Variants given by --define join the list."""
+    from augkit.experiments.compare import run_compare
+    from augkit.experiments.spec import check_tuned, compare_spec, parse_defines, parse_grid
+    from augkit.experiments.variants import VARIANTS
     from augkit.train import load_config
-    from augkit.train.compare import VARIANTS, check_tuned, parse_defines, parse_grid, run_compare
 
     settings = _settings(config, overrides)
     defined = parse_defines(defines)
@@ -410,11 +412,11 @@ def compare(
         configs[variant.strip()] = load_config(path.strip())
         check_tuned(settings, variant.strip(), configs[variant.strip()], path.strip())
     _show_progress_lines()
-    out = run_compare(
+    spec = compare_spec(
         settings, names, seeds, alphas=alphas, grid=parse_grid(grid, [*VARIANTS, *defined]), tuned=configs,
         defined=defined, targets=targets,
-        resume=resume, overwrite=overwrite,
     )
+    out = run_compare(spec, resume=resume, overwrite=overwrite)
     click.echo((out / "compare.md").read_text(encoding="utf-8"))
     click.echo(f"written to {out}")
 
@@ -438,7 +440,7 @@ def tune(
 ) -> None:
     """Tune VARIANT's hyperparameters on the validation split with Optuna (TPE); the study in
     runs/<name>-tune-<variant>/study.db; writes best.toml (trains the winner), best.json and plots."""
-    from augkit.train.tune import run_tune
+    from augkit.experiments.tune import run_tune
 
     settings = _settings(config, overrides)
     _show_progress_lines()

@@ -5,27 +5,28 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 
 import pytest
 from click.testing import CliRunner
 
 from augkit.cli import main
 from augkit.errors import ConfigError, UnknownNameError
-from augkit.train import compare as compare_module
-from augkit.train import config_from_dict, dump_config, train
-from augkit.train.compare import (
+from augkit.experiments import compare as compare_module
+from augkit.experiments.compare import run_compare
+from augkit.experiments.report import _lift_cell, compare_table, lift_table
+from augkit.experiments.spec import (
+    DefinedVariant,
+    candidates,
     check_tuned,
-    compare_table,
-    lift_table,
-    paired,
+    compare_spec,
     parse_defines,
     parse_grid,
     parse_target,
-    run_compare,
-    summarise,
-    variant_config,
 )
-from augkit.train.stats import mean_ci, paired_t_test, t_cdf, t_quantile, wilcoxon_signed_rank
+from augkit.experiments.stats import mean_ci, paired, paired_t_test, summarise, wilcoxon_signed_rank
+from augkit.experiments.variants import variant_config
+from augkit.train import config_from_dict, dump_config, train
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
@@ -47,17 +48,26 @@ def small(tmp_path, **changes):
     return config_from_dict({**TINY, "output_dir": str(tmp_path / "runs"), **changes})
 
 
+def compare(base, variants, seeds, *, resume=False, **options):
+    """`run_compare` of the spec `compare_spec` builds from these arguments."""
+    return run_compare(compare_spec(base, variants, seeds, **options), resume=resume)
+
+
 # -- statistics -------------------------------------------------------------------------------
-def test_t_distribution_matches_scipy():
-    for df in range(1, 15):
-        for t in (-4.0, -1.3, 0.0, 0.2, 1.96, 7.5):
-            assert t_cdf(t, df) == pytest.approx(scipy_stats.t.cdf(t, df), abs=1e-12)
-        for p in (0.6, 0.9, 0.975, 0.995):
-            assert t_quantile(p, df) == pytest.approx(scipy_stats.t.ppf(p, df), rel=1e-9)
+T_975 = {1: 12.7062047, 2: 4.30265273, 3: 3.18244631, 4: 2.77644511, 5: 2.57058184, 9: 2.26215716, 29: 2.04522964}
+"""Student's t 0.975 quantiles by degrees of freedom, from a printed table."""
+
+
+def test_intervals_use_the_t_quantiles_of_a_printed_table():
+    rng = random.Random(1)
+    for df, t in T_975.items():
+        values = [rng.random() for _ in range(df + 1)]
+        s = statistics.stdev(values)
+        assert mean_ci(values).half_width == pytest.approx(t * s / (df + 1) ** 0.5, rel=1e-8)
+    assert mean_ci([1.0, 2.0, 3.0, 4.0, 5.0], level=0.9).half_width == pytest.approx(2.13184679 * 2.5**0.5 / 5**0.5, rel=1e-8)
 
 
 def test_mean_ci_and_paired_tests_match_scipy():
-    assert t_quantile(0.975, 4) == pytest.approx(2.776445105, abs=1e-8)  # the 5-seed interval's t
     interval = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
     assert interval.mean == 3.0 and interval.half_width == pytest.approx(2.776445105 * (2.5**0.5) / 5**0.5)
     assert mean_ci([0.4]).half_width is None
@@ -128,7 +138,7 @@ def test_selection_reads_validation_only_and_tests_the_chosen_once(tmp_path, mon
 
     calls = _fake(monkeypatch, validation, test)
     grid = parse_grid(["baseline:main.temperature=0.05,0.1"])
-    out = run_compare(small(tmp_path), ["baseline", "cfm"], 3, alphas=(0.3, 3.0), grid=grid)
+    out = compare(small(tmp_path), ["baseline", "cfm"], 3, alphas=(0.3, 3.0), grid=grid)
     record = json.loads((out / "compare.json").read_text())
     assert record["chosen"] == {"baseline": "baseline main.temperature=0.1", "cfm": "cfm α=3"}
     assert record["budget"] == {"baseline": 2, "cfm": 2}
@@ -148,7 +158,7 @@ def test_selection_reads_validation_only_and_tests_the_chosen_once(tmp_path, mon
 
 def test_the_baseline_with_fewer_candidates_is_noted_and_targets_are_checked(tmp_path, monkeypatch):
     _fake(monkeypatch, lambda name: 0.1, lambda name: 0.2 if "cfm" in name else 0.1 + int(name[-1]) * 0.001)
-    out = run_compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0),
+    out = compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0),
                       targets=["cfm:tail/recall@50>=+10", "cfm:head/recall@50>=+200"])
     page = (out / "compare.md").read_text()
     assert "the baseline had fewer candidates" in page and "Not every target is reached" in page
@@ -157,7 +167,7 @@ def test_the_baseline_with_fewer_candidates_is_noted_and_targets_are_checked(tmp
 
 
 def test_a_real_comparison_selects_on_validation_and_tests_both_readings(tmp_path):
-    out = run_compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0))
+    out = compare(small(tmp_path), ["baseline", "cfm"], 2, alphas=(0.3, 3.0))
     record = json.loads((out / "compare.json").read_text())
     chosen = record["chosen"]["cfm"]
     means = {c["label"]: c["selection_score"]["mean"] for c in record["candidates"] if c["variant"] == "cfm"}
@@ -173,11 +183,11 @@ def test_a_real_comparison_selects_on_validation_and_tests_both_readings(tmp_pat
 
 
 def test_compare_resume_continues_a_killed_comparison(tmp_path):
-    whole = run_compare(small(tmp_path / "whole", epochs=2, checkpoint_every=2), ["baseline", "cfm"], 1)
+    whole = compare(small(tmp_path / "whole", epochs=2, checkpoint_every=2), ["baseline", "cfm"], 1)
     base = small(tmp_path / "killed", epochs=2, checkpoint_every=2)
     train(variant_config(base, "baseline", 0))  # finished: only reloaded on resume
     train(variant_config(base, "cfm", 0), max_steps=3)  # killed after its step-2 checkpoint
-    resumed = run_compare(base, ["baseline", "cfm"], 1, resume=True)
+    resumed = compare(base, ["baseline", "cfm"], 1, resume=True)
     first, second = (json.loads((out / "compare.json").read_text()) for out in (whole, resumed))
     assert first["summary"] == second["summary"] and first["candidates"][1]["validation"] == second["candidates"][1]["validation"]
 
@@ -202,24 +212,25 @@ def test_tuned_configs_must_share_data_and_eval(tmp_path):
 )
 def test_bad_grids_are_named(tmp_path, grid, message):
     with pytest.raises((ConfigError, UnknownNameError), match=message):
-        run_compare(small(tmp_path), ["baseline", "cfm"], 1, grid=parse_grid(grid))
+        compare(small(tmp_path), ["baseline", "cfm"], 1, grid=parse_grid(grid))
 
 
 def test_bad_targets_and_variant_lists(tmp_path):
     with pytest.raises(ConfigError, match="expected VARIANT:SLICE/METRIC@K>=PCT"):
         parse_target("cfm tail>=10")
     with pytest.raises(ConfigError, match="must include 'baseline'"):
-        run_compare(small(tmp_path), ["cfm"], 1)
+        compare(small(tmp_path), ["cfm"], 1)
     with pytest.raises(ConfigError, match="valid_fraction must be > 0"):
-        run_compare(small(tmp_path, data={"valid_fraction": 0.0}), ["baseline"], 1)
+        compare(small(tmp_path, data={"valid_fraction": 0.0}), ["baseline"], 1)
 
 
 def test_defined_variants_get_rows_of_their_own_with_their_fixed_keys(tmp_path, monkeypatch):
     calls = _fake(monkeypatch, lambda name: 0.3 if "cfm-su-a3" in name else 0.1, lambda name: 0.2)
     key = "ssl.augmentation.params.pair.params.correlation"
     defined = parse_defines([f'cfm-su=cfm:{key}="symmetric_uncertainty"', "mns=baseline:main.uniform_negatives=64"])
-    assert defined == {"cfm-su": ("cfm", {key: "symmetric_uncertainty"}), "mns": ("baseline", {"main.uniform_negatives": 64})}
-    out = run_compare(small(tmp_path), ["baseline", "cfm", "cfm-su", "mns"], 1, alphas=(0.3, 3.0), defined=defined,
+    assert defined == {"cfm-su": DefinedVariant("cfm", {key: "symmetric_uncertainty"}),
+                       "mns": DefinedVariant("baseline", {"main.uniform_negatives": 64})}
+    out = compare(small(tmp_path), ["baseline", "cfm", "cfm-su", "mns"], 1, alphas=(0.3, 3.0), defined=defined,
                       targets=["cfm-su:tail/recall@50>=+0"])
     record = json.loads((out / "compare.json").read_text())
     assert record["chosen"] == {"baseline": "baseline", "cfm": "cfm α=0.3", "cfm-su": "cfm-su α=3", "mns": "mns"}
@@ -229,7 +240,7 @@ def test_defined_variants_get_rows_of_their_own_with_their_fixed_keys(tmp_path, 
     assert record["defined"]["mns"] == {"variant": "baseline", "fixed": {"main.uniform_negatives": 64}}
     su = next(c for c in record["candidates"] if c["label"] == "cfm-su α=3")
     assert su["kind"] == "cfm" and su["fixed"] == {key: "symmetric_uncertainty"}
-    config = compare_module.candidates(small(tmp_path), "cfm-su", (3.0,), defined=defined)[0].config(small(tmp_path), 0)
+    config = candidates(small(tmp_path), "cfm-su", (3.0,), defined=defined)[0].config(small(tmp_path), 0)
     assert config.ssl.augmentation["params"]["pair"]["params"]["correlation"] == "symmetric_uncertainty"
     assert config.ssl.alpha == 3.0 and config.name == "default-cfm-su-a3-correlationsymmetric_uncertainty-s0"
 
@@ -261,35 +272,35 @@ def test_defines_that_would_mislead_are_refused_before_training(tmp_path, monkey
     calls = _fake(monkeypatch, lambda name: 0.1, lambda name: 0.1)
     defined = parse_defines(["t=baseline:main.temperature=0.1"])
     with pytest.raises(ConfigError, match="'t' fixes that key by its --define"):
-        run_compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, grid=parse_grid(["t:main.temperature=0.2"], ["t"]))
+        compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, grid=parse_grid(["t:main.temperature=0.2"], ["t"]))
     with pytest.raises(ConfigError, match="'t' is a defined variant; tune it"):
-        run_compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, tuned={"t": small(tmp_path)})
+        compare(small(tmp_path), ["baseline", "t"], 1, defined=defined, tuned={"t": small(tmp_path)})
     with pytest.raises(ConfigError, match="share the row 'baseline main.temperature=0.1'"):
-        run_compare(small(tmp_path), ["baseline"], 1, grid=parse_grid(["baseline:main.temperature=0.1,0.1000001"]))
+        compare(small(tmp_path), ["baseline"], 1, grid=parse_grid(["baseline:main.temperature=0.1,0.1000001"]))
     with pytest.raises(ConfigError, match="share the run name 'default-x-batch_size64-uniform_negatives8-s0'"):
-        run_compare(small(tmp_path), ["baseline", "x", "x-batch_size64"], 1,
+        compare(small(tmp_path), ["baseline", "x", "x-batch_size64"], 1,
                     defined=parse_defines(["x=baseline:main.batch_size=64", "x-batch_size64=baseline:main.uniform_negatives=8"]),
                     grid=parse_grid(["x:main.uniform_negatives=8"], ["x", "x-batch_size64"]))
     with pytest.raises(ConfigError, match="k=5 is not among eval.ks"):
-        run_compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:all/recall@5>=+1"])
+        compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:all/recall@5>=+1"])
     with pytest.raises(UnknownNameError, match="slice"):
-        run_compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:tial/recall@50>=+1"])
+        compare(small(tmp_path), ["baseline", "cfm"], 1, targets=["cfm:tial/recall@50>=+1"])
     bogus = parse_defines(['x=cfm:ssl.augmentation.params.pair.params.correlation="bogus"'])
     with pytest.raises(ConfigError, match="correlation must be one of"):
-        run_compare(small(tmp_path), ["baseline", "x"], 1, defined=bogus)
+        compare(small(tmp_path), ["baseline", "x"], 1, defined=bogus)
     assert calls["fit"] == []  # nothing trained for any of these
 
 
 def test_a_lift_without_a_t_test_prints_both_p_values_readably():
     stats = {"lift": 0.466, "lift_ci": None, "p_t": None, "p_wilcoxon": 1.0, "significant": False}
-    assert compare_module._lift_cell(stats) == "+46.6% p=n/a/1.000"
+    assert _lift_cell(stats) == "+46.6% p=n/a/1.000"
 
 
 def test_a_defined_variant_with_a_bad_key_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="no key 'uniform_negative' in main"):
-        run_compare(small(tmp_path), ["baseline", "x"], 1, defined=parse_defines(["x=baseline:main.uniform_negative=8"]))
+        compare(small(tmp_path), ["baseline", "x"], 1, defined=parse_defines(["x=baseline:main.uniform_negative=8"]))
     with pytest.raises(UnknownNameError, match="variant"):
-        run_compare(small(tmp_path), ["baseline", "nope"], 1)
+        compare(small(tmp_path), ["baseline", "nope"], 1)
 
 
 def test_cli_train_and_compare(tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from augkit.errors import CheckpointError, ConfigError, RunDirectoryError, UnknownNameError
+from augkit.experiments.variants import variant_config
 from augkit.train.checkpoint import load_checkpoint
 from augkit.train import build_run, config_from_dict, dump_config, evaluate_run, load_config, run_training, train
-from augkit.train.compare import variant_config
 from augkit.compose import prepare_config
 
 

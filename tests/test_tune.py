@@ -11,8 +11,10 @@ from click.testing import CliRunner
 
 from augkit.cli import main
 from augkit.errors import ConfigError, RunDirectoryError, UnknownNameError
+from augkit.experiments.tune import check_space, run_tune, space_for, study_dir
+from augkit.experiments.variants import DEFAULT_SPACES
 from augkit.train import config_from_dict, dump_config, load_config
-from augkit.train.tune import DEFAULT_SPACES, TuneConfig, check_space, run_tune, study_dir
+from augkit.train.config import TuneConfig
 
 optuna = pytest.importorskip("optuna")
 
@@ -77,7 +79,7 @@ def test_an_interrupted_trial_is_failed_and_retried_and_a_changed_config_refused
 def test_the_default_spaces_fit_every_variant(tmp_path):
     base = small(tmp_path, tune=None)
     for variant, space in DEFAULT_SPACES.items():
-        kinds = check_space(base, variant, TuneConfig.from_dict({}).space_for(variant))
+        kinds = check_space(base, variant, space_for(TuneConfig(), variant))
         assert set(kinds) == set(space)
         assert kinds["model.embedding_dim"] == "choices" and kinds["optim.lr"] == "float"
     assert "ssl.alpha" in DEFAULT_SPACES["cfm"] and "ssl.alpha" not in DEFAULT_SPACES["baseline"]
@@ -104,7 +106,7 @@ def test_bad_tune_tables_are_named_when_the_config_is_read(tmp_path, table, mess
         config_from_dict({"tune": table})
     path = tmp_path / "run.toml"
     path.write_text("epochs = 1\n[tune]\n")  # an empty table is fine
-    assert load_config(path).tune == {}
+    assert load_config(path).tune == TuneConfig()
 
 
 @pytest.mark.parametrize(

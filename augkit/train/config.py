@@ -7,6 +7,7 @@ where the paper states them; each is documented in docs/reference/config.md.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -17,10 +18,10 @@ import attrs
 import cattrs.gen
 import tomli_w
 
-from augkit.config_io import join, kind, strict_converter, structure
+from augkit.config_io import join, kind, strict, strict_converter, structure
 from augkit.data.sources import SOURCES
 from augkit.data.tables_config import TablesConfig, structure_tables
-from augkit.errors import ConfigError, UnknownNameError
+from augkit.errors import ConfigError, UnknownNameError, check_known_keys
 from augkit.validators import (
     device,
     distinct,
@@ -212,6 +213,83 @@ class EvalConfig:
             raise ValueError(f"monitor {value!r} needs k={match['k']} in ks, which are {list(self.ks)}")
 
 
+VARIANTS = ("baseline", "fd", "so", "rfm", "cfm")
+"""The built-in variants of ``augkit compare`` and ``augkit tune`` (what each changes:
+`augkit.experiments.variants`); named here so that ``[tune.variants]`` is checked when the
+config is read."""
+
+Choice = str | int | float | bool
+"""A value of a search dimension's ``choices``."""
+
+
+def _dotted_keys(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
+    for key in value:
+        if not key or not all(key.split(".")):
+            raise ValueError(f"{attribute.name} key {key!r} must be a dotted config key such as 'optim.lr'")
+
+
+@attrs.frozen(kw_only=True)
+class TuneParam:
+    """One dimension of a ``[tune]`` search space: a range from `low` to `high` (`log`: on a
+    log scale; `step`: a grid) or `choices` (strings, numbers or booleans). A range is drawn as
+    integers where its key holds an integer, else as floats."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: tuple[Choice, ...] | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.choices is not None:
+            given = [name for name in ("low", "high", "step") if getattr(self, name) is not None]
+            if given or self.log:
+                raise ValueError(f"choices cannot go with {', '.join(given or ['log'])}")
+            if len(set(map(repr, self.choices))) != len(self.choices):
+                raise ValueError(f"choices repeat a value: {list(self.choices)!r}")
+            return
+        missing = [name for name in ("low", "high") if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{' and '.join(missing)} required (or give choices)")
+        for name in ("low", "high", "step"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high, got low = {self.low!r}, high = {self.high!r}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low!r}")
+        if self.step is not None and (self.log or self.step <= 0):
+            raise ValueError("step must be > 0 and cannot go with log = true")
+
+    def describe(self) -> dict[str, Any]:
+        """The dimension as a table: ``{choices}``, or ``{low, high, log}`` (and ``step``)."""
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log} | ({"step": self.step} if self.step is not None else {})
+
+
+def _known_variants(instance: Any, attribute: attrs.Attribute, value: Mapping[str, Any]) -> None:
+    check_known_keys("variant in [tune.variants]", value, VARIANTS)
+    for variant, space in value.items():
+        _dotted_keys(instance, attribute, space)
+
+
+@attrs.frozen(kw_only=True)
+class TuneConfig:
+    """The ``[tune]`` table: the search space of every variant (`space`) and, key by key over
+    it, of one (`variants`); TPE's seed (`sampler_seed`, default: the config's seed), its random
+    `startup_trials`, and whether every trial's run directory is kept (`keep_runs`, default: only
+    the best one's). A variant that neither table names gets its default space
+    (`augkit.experiments.variants.DEFAULT_SPACES`)."""
+
+    space: dict[str, TuneParam] = attrs.field(factory=dict, validator=_dotted_keys)
+    variants: dict[str, dict[str, TuneParam]] = attrs.field(factory=dict, validator=_known_variants)
+    sampler_seed: int | None = attrs.field(default=None, validator=attrs.validators.optional(integer(0)))
+    startup_trials: int = attrs.field(default=10, validator=integer(1))
+    keep_runs: bool = False
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     name: str = attrs.field(default="default", validator=run_name)
@@ -237,19 +315,9 @@ class TrainConfig:
     ssl: SSLConfig = SSLConfig()
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
-    tune: dict[str, Any] | None = attrs.field(default=None)
-    """``augkit tune``'s search, the ``[tune]`` table (see `augkit.train.tune`); checked when
-    the config is read, ignored by training."""
-
-    @tune.validator
-    def _check_tune(self, attribute: attrs.Attribute, value: dict[str, Any] | None) -> None:
-        if value:
-            from augkit.train.tune import TuneConfig
-
-            try:
-                TuneConfig.from_dict(value)
-            except (ConfigError, UnknownNameError) as error:
-                raise ValueError(f"tune: {error}") from None
+    tune: TuneConfig | None = None
+    """``augkit tune``'s search, the ``[tune]`` table (run by `augkit.experiments.tune`);
+    checked when the config is read, ignored by training."""
 
     @output_dir.validator
     def _check_output_dir(self, attribute: attrs.Attribute, value: str) -> None:
@@ -284,6 +352,29 @@ def _optional_component(value: Any, _: Any) -> Component | None:
     return None if value is None else _converter.structure(value, Component)
 
 
+def _choices(value: Any, _: Any) -> tuple[Choice, ...]:
+    if not isinstance(value, list) or not value:
+        raise TypeError(f"expected a non-empty list, got {value!r} ({kind(value)})")
+    for i, item in enumerate(value):
+        if not isinstance(item, (str, int, float, bool)):
+            raise TypeError(f"a choice must be a string, number or boolean, item {i} is {item!r} ({kind(item)})")
+    return tuple(value)
+
+
+def _tune_param_table(param: TuneParam) -> dict[str, Any]:
+    """A `TuneParam` as one writes it: ``log`` only when true, ``step`` only when set."""
+    table = param.describe()
+    if table.get("log") is False:
+        del table["log"]
+    return table
+
+
+_converter.register_structure_hook_func(
+    lambda t: t in (int | float, int | float | None),
+    strict("a number", lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool)),
+)
+_converter.register_structure_hook_func(lambda t: t == tuple[Choice, ...], _choices)
+_converter.register_unstructure_hook(TuneParam, _tune_param_table)
 _converter.register_structure_hook_func(lambda t: t == Component | None, _optional_component)
 _converter.register_unstructure_hook_func(
     lambda t: t == Component | None, lambda v: None if v is None else _converter.unstructure(v, Component)

@@ -1,0 +1,152 @@
+"""``augkit compare``: the paper's comparison of baseline, FD, SO, RFM and CFM over seeds, under
+a fair protocol.
+
+1. **Selection on validation only.** Each variant's candidates (one per alpha of the grid for
+   the weighted variants, times every value of any ``--grid`` key; a `CompareSpec` from
+   `augkit.experiments.spec.compare_spec`, checked before anything trains) are trained with every seed by `fit`, which never touches the test
+   split. A candidate's score is the mean over seeds of its best validation ``eval.monitor``;
+   each variant keeps its best candidate.
+2. **Test once.** Only the chosen candidate of each variant is evaluated on the test split
+   (`evaluate_chosen`), with its ``best.pt``; under both readings of items never seen in training:
+   the config's ``eval.unseen_ids`` (``"default"`` unless set: served as a new item would be)
+   for the main table, and the other, labelled.
+3. **Statistics over seeds.** Mean ± 95% Student-t interval per variant; against the baseline,
+   on the same seeds (so the same splits and initialisations), the lift with the interval of the
+   paired differences, the paired t-test and the exact Wilcoxon signed-rank test; a lift whose
+   paired t-test gives p < `SIGNIFICANCE` is marked † (`augkit.experiments.stats`).
+
+The page and plots are written by `augkit.experiments.report` and `augkit.experiments.plots`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from augkit.experiments.plots import compare_plots
+from augkit.experiments.report import compare_page
+from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target
+from augkit.experiments.stats import SIGNIFICANCE, mean_ci, paired, scipy_stats, summarise
+from augkit.experiments.training import COLD, READINGS, evaluate_chosen, fit
+from augkit.train.config import TrainConfig, config_to_dict
+from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.run import build_augmentation, load_dataset
+
+log = logging.getLogger("augkit.train")
+
+
+def check_targets(targets: Sequence[Target], chosen: Mapping[str, str], lifts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured lift, its interval, and whether the point estimate (and the
+    interval's lower end) reach it."""
+    out = []
+    for target in targets:
+        label = chosen.get(target.variant)
+        stats = lifts.get(label, {}).get(target.key) if label else None
+        row = {"variant": target.variant, "key": target.key, "lift_at_least": target.lift_at_least, "text": target.text,
+               "label": label, "lift": None, "lift_ci": None, "reached": None, "reached_by_ci": None, "p_t": None}
+        if stats is not None and stats["lift"] is not None:
+            ci = stats["lift_ci"]
+            row.update(lift=stats["lift"], lift_ci=ci, p_t=stats["p_t"], reached=stats["lift"] >= target.lift_at_least,
+                       reached_by_ci=None if ci is None else stats["lift"] - ci >= target.lift_at_least)
+        out.append(row)
+    return out
+
+
+def run_compare(spec: CompareSpec, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Run the comparison `spec` (`compare_spec`): select each variant's
+    candidate on validation, test the chosen ones once, and write ``<output_dir>/<name>-compare/``
+    (compare.md, compare.json and the plots); see the module. `resume`: runs with a checkpoint
+    continue from it (a finished run is only reloaded); `overwrite` replaces earlier runs;
+    without either, a run directory holding results is an error."""
+    scipy_stats()  # the statistics need SciPy: ask for it before anything trains
+    base = spec.base
+    dataset = load_dataset(base)
+    for _, config in spec.first_runs():  # a bad augmentation fails before any training
+        if config.ssl.alpha > 0:
+            build_augmentation(config, dataset.items)
+    pool, seed_list = spec.pool, list(spec.seeds)
+    # 1. selection: validation only
+    validation: dict[str, list[dict[str, Any]]] = {}
+    for variant in spec.variants:
+        for candidate in pool[variant]:
+            for seed in seed_list:
+                config = candidate.config(base, seed)
+                log.info("compare: training %s (seed %d)", candidate.label, seed)
+                validation.setdefault(candidate.label, []).append(fit(config, dataset, resume=resume, overwrite=overwrite))
+    scores = {label: mean_ci([run["score"] for run in runs]) for label, runs in validation.items()}
+    chosen: dict[str, str] = {}
+    for variant in spec.variants:
+        best = pool[variant][0]
+        for candidate in pool[variant][1:]:
+            if scores[candidate.label].mean > scores[best.label].mean:
+                best = candidate
+        chosen[variant] = best.label
+
+    # 2. test once: the chosen candidates, both readings
+    by_label = {c.label: c for cs in pool.values() for c in cs}
+    main_reading = base.eval.unseen_ids
+    other = next(r for r in READINGS if r != main_reading)
+    tested: dict[str, list[dict[str, Any]]] = {}
+    for variant in spec.variants:
+        label = chosen[variant]
+        for seed in seed_list:
+            tested.setdefault(label, []).append(evaluate_chosen(by_label[label].config(base, seed), dataset, readings=(main_reading, other)))
+
+    # 3. statistics
+    ks = [k for k in COMPARE_KS if k in base.eval.ks] or list(base.eval.ks[:2])
+    keys = [f"{s}/recall@{k}" for s in COMPARE_SLICES for k in ks]
+    plot_k = int(base.eval.monitor.rsplit("@", 1)[1])
+    decile_keys = [f"{DECILE_PREFIX}{d}/recall@{plot_k}" for d in range(10)] + [f"{COLD}/recall@{plot_k}"]
+    every_key = list(dict.fromkeys(keys + decile_keys))
+    baseline_label = chosen["baseline"]
+    summary, lifts = {}, {}
+    for reading in (main_reading, other):
+        runs = {label: [t[reading] for t in tested[label]] for label in chosen.values()}
+        summary[reading] = {label: summarise(r, every_key) for label, r in runs.items()}
+        summary[reading]["TopPopular"] = summarise(runs[baseline_label], every_key, which="top_popular")
+        lifts[reading] = {label: paired(r, runs[baseline_label], every_key) for label, r in runs.items() if label != baseline_label}
+    norms = {label: {name: _mean_present([t["norms"].get(name) for t in tested[label]]) for name in
+                     [f"{DECILE_PREFIX}{d}" for d in range(10)] + [COLD]} for label in chosen.values()}
+    checked = check_targets(spec.targets, chosen, lifts[main_reading])
+    budget = {v: len(pool[v]) for v in spec.variants}
+
+    out = Path(base.output_dir) / f"{base.name}-compare"
+    out.mkdir(parents=True, exist_ok=True)
+    plots = compare_plots(out, base.name, base.eval.monitor, summary[main_reading], lifts[main_reading], chosen, plot_k,
+                          validation, pool, norms, len(seed_list))
+    record = {
+        "protocol": {
+            "seeds": seed_list,
+            "selection": f"mean over seeds of the best validation {base.eval.monitor}",
+            "monitor": base.eval.monitor,
+            "main_reading": main_reading,
+            "other_reading": other,
+            "significance": SIGNIFICANCE,
+            "interval": "95% Student t over seeds",
+        },
+        "alphas": list(spec.alphas),
+        "grid": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in spec.grid.items()},
+        "defined": {name: {"variant": d.variant, "fixed": dict(d.fixed)} for name, d in spec.defined.items()},
+        "budget": budget,
+        "candidates": [c.describe() | {"validation": validation[c.label], "selection_score": scores[c.label].as_dict()}
+                       for cs in pool.values() for c in cs],
+        "chosen": chosen,
+        "test": tested,
+        "summary": summary,
+        "lifts": lifts,
+        "norms": norms,
+        "targets": checked,
+        "base_config": config_to_dict(base),
+        "tuned_configs": {v: config_to_dict(c) for v, c in spec.tuned.items()},
+    }
+    (out / "compare.json").write_text(json.dumps(record, indent=2, default=list), encoding="utf-8")
+    (out / "compare.md").write_text(compare_page(base.name, record, keys, plots), encoding="utf-8")
+    return out
+
+
+def _mean_present(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None

@@ -1,0 +1,290 @@
+"""``augkit tune``: a variant's hyperparameters searched with Optuna's TPE sampler on the
+validation split, the study kept in SQLite so that it can be resumed.
+
+The search space is the ``[tune]`` table of the trainer config::
+
+    [tune]
+    sampler_seed = 0        # TPE's seed (default: the config's seed)
+    startup_trials = 10     # random trials before TPE models the results
+    keep_runs = false       # keep every trial's run directory (default: only the best one's)
+
+    [tune.space]            # for every variant
+    "optim.lr" = { low = 1e-4, high = 1e-2, log = true }
+    "model.embedding_dim" = { choices = [16, 32, 64] }
+
+    [tune.variants.cfm]     # added for (and overriding, key by key) one variant
+    "ssl.alpha" = { low = 0.03, high = 10.0, log = true }
+    "ssl.augmentation.params.each.0.params.rate" = { low = 0.0, high = 0.6 }
+
+A key is a dotted config key (a number indexes a list); a range ``{low, high, log, step}`` is
+an integer range where the key holds an integer, else a float range; ``{choices = [...]}``
+takes strings, numbers or booleans. The table is read with the rest of the config, into
+`augkit.train.config.TuneConfig`. A variant that neither table names gets its default space,
+`augkit.experiments.variants.DEFAULT_SPACES`. The objective is the config's ``eval.monitor`` on
+validation (the best epoch's, as ``best.pt`` keeps it), one seed (the config's) for every
+trial: the test split is never read.
+
+The study lives in ``<output_dir>/<name>-tune-<variant>/``: ``study.db``, ``trials/trial-NNNN/``
+(run directories), ``best.toml`` (the best trial's config: ``augkit train best.toml`` trains
+the winner; ``augkit compare --tuned VARIANT=best.toml`` compares it), ``best.json``,
+``tune.md`` and Optuna's plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from augkit.errors import AugkitError, ConfigError, RunDirectoryError, TrainingError
+from augkit.experiments.plots import tune_plots
+from augkit.experiments.report import tune_page
+from augkit.experiments.training import fit
+from augkit.experiments.variants import DEFAULT_SPACES, set_path, variant_config, variant_overrides
+from augkit.train.config import TrainConfig, TuneConfig, TuneParam, config_from_dict, config_to_dict, dump_config
+from augkit.train.loop import RESUMABLE_KEYS
+from augkit.train.run import load_dataset
+
+log = logging.getLogger("augkit.train")
+
+STUDY_DB = "study.db"
+
+
+def space_for(tune: TuneConfig | None, variant: str) -> dict[str, TuneParam]:
+    """The space of `variant`: ``[tune.space]`` with ``[tune.variants.<variant>]`` over it, or
+    `DEFAULT_SPACES` when both are empty (or there is no ``[tune]`` table)."""
+    tune = tune or TuneConfig()
+    return {**tune.space, **tune.variants.get(variant, {})} or dict(DEFAULT_SPACES[variant])
+
+
+# -- trials -----------------------------------------------------------------------------------
+def _get_path(data: Mapping[str, Any], key: str) -> Any:
+    node: Any = data
+    for part in key.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, Mapping) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
+def trial_config(base: TrainConfig, variant: str, params: Mapping[str, Any], *, name: str, output_dir: str) -> TrainConfig:
+    """`base` as `variant` (`augkit.experiments.variants.variant_config`, seed ``base.seed``)
+    with the dotted-key `params` set, named `name` under `output_dir`, without the ``[tune]`` table."""
+    config = variant_config(attrs.evolve(base, tune=None), variant, base.seed)
+    data = config_to_dict(config)
+    for key, value in params.items():
+        set_path(data, key, value, where=f"tune {variant}")
+    data.update(name=name, output_dir=output_dir, tune=None)
+    return config_from_dict(data, source=f"tune {variant}")
+
+
+def _kind(base: TrainConfig, variant: str, key: str, param: TuneParam) -> str:
+    """``int``, ``float`` or ``choices``: how the sampler draws `param` (of dotted `key`) for this config."""
+    if param.choices is not None:
+        return "choices"
+    current = _get_path(config_to_dict(variant_config(attrs.evolve(base, tune=None), variant, base.seed)), key)
+    if isinstance(current, (bool, str, list, dict)):
+        raise ConfigError(f"tune {variant}: {key!r} holds {current!r}, not a number: give it choices, not a range")
+    whole = all(isinstance(v, int) for v in (param.low, param.high) if v is not None) and (param.step is None or isinstance(param.step, int))
+    if isinstance(current, int):
+        if not whole:
+            raise ConfigError(f"tune {variant}: {key!r} is an integer; low, high (and step) must be integers")
+        return "int"
+    return "float"
+
+
+def check_space(base: TrainConfig, variant: str, space: Mapping[str, TuneParam]) -> dict[str, str]:
+    """``{key: kind}``; every key's ends (or every choice) are set once into a config, so a
+    wrong key or an out-of-range value is an error before the first trial."""
+    kinds = {}
+    for key, param in space.items():
+        kinds[key] = _kind(base, variant, key, param)
+        values = param.choices if param.choices is not None else (param.low, param.high)
+        for value in values:
+            value = float(value) if kinds[key] == "float" else value
+            try:
+                trial_config(base, variant, {key: value}, name="check", output_dir=base.output_dir)
+            except AugkitError as error:
+                raise ConfigError(f"tune {variant}: space key {key!r} = {value!r}: {error}") from None
+    return kinds
+
+
+def _suggest(trial: Any, key: str, param: TuneParam, kind: str) -> Any:
+    if kind == "choices":
+        return trial.suggest_categorical(key, list(param.choices))
+    if kind == "int":
+        return trial.suggest_int(key, param.low, param.high, step=param.step or 1, log=param.log)
+    return trial.suggest_float(key, float(param.low), float(param.high), step=param.step, log=param.log)
+
+
+# -- the study --------------------------------------------------------------------------------
+def study_dir(base: TrainConfig, variant: str) -> Path:
+    """``<output_dir>/<name>-tune-<variant>``."""
+    return Path(base.output_dir) / f"{base.name}-tune-{variant}"
+
+
+def _fingerprint(base: TrainConfig, space: Mapping[str, TuneParam]) -> dict[str, Any]:
+    data = config_to_dict(attrs.evolve(base, tune=None))
+    for key in RESUMABLE_KEYS - {"epochs"}:
+        data.pop(key, None)
+    return {"config": json.loads(json.dumps(data, default=list)), "space": {k: p.describe() for k, p in space.items()}}
+
+
+def run_tune(
+    base: TrainConfig,
+    variant: str,
+    trials: int,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    timeout: float | None = None,
+) -> Path:
+    """Run (or continue, with `resume`) the study of `variant` until it holds `trials` finished
+    trials (or `timeout` seconds pass); write the study directory (see the module) and return it.
+
+    A trial whose training diverges (`TrainingError`) is recorded as failed and counts; a trial
+    cut off by an interrupted process is marked failed and its parameters are tried again first.
+    """
+    try:
+        import optuna  # optional: the experiments extra, not a base dependency
+    except ImportError:
+        raise ConfigError("augkit tune needs Optuna: pip install 'augkit[experiments]' (or optuna>=3.6)") from None
+    from optuna.trial import TrialState  # optional, as above
+
+    variant_overrides(variant, 1.0)
+    if base.data.valid_fraction <= 0:
+        raise ConfigError("tune optimises a validation metric: data.valid_fraction must be > 0")
+    tune = base.tune or TuneConfig()
+    space = space_for(tune, variant)
+    kinds = check_space(base, variant, space)
+    out = study_dir(base, variant)
+    db = out / STUDY_DB
+    if db.exists() and not resume:
+        if not overwrite:
+            raise RunDirectoryError(
+                f"{str(db)!r} holds a study already: continue it with --resume, or start afresh with --overwrite"
+            )
+        shutil.rmtree(out)
+    if resume and not db.exists():
+        raise RunDirectoryError(f"--resume: no study at {str(db)!r}; start one without --resume")
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint(base, space)
+    name, storage = f"{base.name}-tune-{variant}", f"sqlite:///{db.resolve()}"
+    # A resumed study draws from seed + the trials it holds, so it does not repeat its first draws.
+    try:
+        recorded = len(optuna.load_study(study_name=name, storage=storage).trials) if resume else 0
+    except KeyError:
+        raise RunDirectoryError(f"--resume: {str(db)!r} holds no study named {name!r}; use --overwrite") from None
+    seed = (base.seed if tune.sampler_seed is None else tune.sampler_seed) + recorded
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials)
+    study = optuna.create_study(
+        storage=storage, sampler=sampler, study_name=name, direction="maximize", load_if_exists=resume
+    )
+    if resume:
+        before = study.user_attrs.get("fingerprint")
+        if before != fingerprint:
+            changed = [k for k in ("config", "space") if (before or {}).get(k) != fingerprint[k]]
+            raise ConfigError(
+                f"--resume: the study in {str(db)!r} was run with another {' and '.join(changed)}; "
+                "resume with the same config (only --trials and --timeout may change), or use --overwrite"
+            )
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            if frozen.state == TrialState.RUNNING:
+                study.set_user_attr(f"interrupted-{frozen.number}", True)
+                study.tell(frozen.number, state=TrialState.FAIL)
+                study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+    else:
+        study.set_user_attr("fingerprint", fingerprint)
+        study.set_user_attr("variant", variant)
+        study.set_user_attr("monitor", base.eval.monitor)
+    dataset = load_dataset(base)
+    trials_dir = out / "trials"
+
+    def objective(trial: Any) -> float:
+        params = {key: _suggest(trial, key, space[key], kinds[key]) for key in space}
+        config = trial_config(base, variant, params, name=f"trial-{trial.number:04d}", output_dir=str(trials_dir))
+        trial.set_user_attr("config", dump_config(config))
+        log.info("tune %s: trial %d, %s", variant, trial.number, ", ".join(f"{k}={v!r}" for k, v in params.items()))
+        result = fit(config, dataset, resume=False, overwrite=True)
+        trial.set_user_attr("epoch", result["epoch"])
+        return float(result["score"])
+
+    def keep_best(study: Any, frozen: Any) -> None:
+        if tune.keep_runs:
+            return
+        try:
+            best = study.best_trial.number
+        except ValueError:
+            best = None
+        keep = None if best is None else f"trial-{best:04d}"
+        for path in trials_dir.glob("trial-*"):
+            if path.name != keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    remaining = trials - _finished(study)
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(TrainingError,), callbacks=[keep_best],
+                       gc_after_trial=False)
+    return write_outputs(study, base, variant, space, out)
+
+
+def _finished(study: Any) -> int:
+    """Trials that count towards ``--trials``: complete, pruned, or failed but not interrupted."""
+    from optuna.trial import TrialState  # optional: the experiments extra
+
+    done = 0
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.state in (TrialState.COMPLETE, TrialState.PRUNED) or frozen.state == TrialState.FAIL and not study.user_attrs.get(f"interrupted-{frozen.number}"):
+            done += 1
+    return done
+
+
+def best_config(study: Any, base: TrainConfig, variant: str) -> TrainConfig:
+    """The best trial's config, named ``<name>-<variant>-tuned`` under the base's output_dir."""
+    text = study.best_trial.user_attrs["config"]
+    config = config_from_dict(tomllib.loads(text), source=f"trial {study.best_trial.number}")
+    return attrs.evolve(config, name=f"{base.name}-{variant}-tuned", output_dir=base.output_dir)
+
+
+def write_outputs(study: Any, base: TrainConfig, variant: str, space: Mapping[str, TuneParam], out: Path) -> Path:
+    """best.toml, best.json, tune.md and the plots of `study` in `out`."""
+    from optuna.trial import TrialState  # optional: the experiments extra
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if not complete:
+        raise TrainingError(f"tune {variant}: no trial of the study in {str(out)!r} completed ({len(failed)} failed)")
+    best = study.best_trial
+    config = best_config(study, base, variant)
+    (out / "best.toml").write_text(
+        f"# augkit tune: best of {len(complete)} trials of {variant} (trial {best.number}, validation "
+        f"{base.eval.monitor} = {best.value:.4f}); train it with `augkit train` or compare it with "
+        f"`augkit compare --tuned {variant}=<this file>`\n{dump_config(config)}",
+        encoding="utf-8",
+    )
+    summary = {
+        "variant": variant,
+        "monitor": base.eval.monitor,
+        "best_value": best.value,
+        "best_trial": best.number,
+        "best_params": best.params,
+        "best_epoch": best.user_attrs.get("epoch"),
+        "trials": {"complete": len(complete), "failed": len(failed)},
+        "space": {k: p.describe() for k, p in space.items()},
+        "all": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params} for t in study.get_trials(deepcopy=False)],
+    }
+    (out / "best.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    plots = tune_plots(study, out, len(complete), len(space))
+    page = tune_page(study, base.name, variant, base.eval.monitor, base.seed, list(space), plots,
+                     complete=len(complete), failed=len(failed))
+    (out / "tune.md").write_text(page, encoding="utf-8")
+    return out
