@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
+import attrs
 import numpy as np
 import torch
 
 from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
-from augkit.compose import Sequential, TwoViews, from_config
+from augkit.compose import TwoViews, from_config
 from augkit.errors import AugkitError, UnknownNameError
 from augkit.registry import Registry
 from augkit.schema import Dense, FeatureSchema, MultiCategorical
@@ -100,9 +101,7 @@ def _short(value: object) -> str:
     if isinstance(value, Mapping) and "name" in value:
         params = value.get("params", {})
         inner = (
-            ", ".join(f"{k}={_short(v)}" for k, v in params.items())
-            if isinstance(params, Mapping)
-            else "..."
+            ", ".join(f"{k}={_short(v)}" for k, v in params.items()) if isinstance(params, Mapping) else "..."
         )
         return f"{value['name']}({inner})"
     if isinstance(value, (list, tuple)):
@@ -144,11 +143,7 @@ def _run(check: str, aug: AnyAugmentation, batch: FeatureBatch, seed: int) -> Vi
     """Call `aug` with a CPU generator seeded `seed`; its views as a tuple of the right arity."""
     out = aug(batch, generator=torch.Generator().manual_seed(seed))
     if is_pair(aug):
-        if not (
-            isinstance(out, tuple)
-            and len(out) == 2
-            and all(isinstance(v, FeatureBatch) for v in out)
-        ):
+        if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(v, FeatureBatch) for v in out)):
             _fail(
                 check,
                 aug,
@@ -158,6 +153,56 @@ def _run(check: str, aug: AnyAugmentation, batch: FeatureBatch, seed: int) -> Vi
     if not isinstance(out, FeatureBatch):
         _fail(check, aug, f"an augmentation must return a FeatureBatch, got {_kind(out)}")
     return (out,)
+
+
+@attrs.frozen
+class _CheckCall:
+    """One call of a check, as `_conformance_check` hands it to the check's body: the check's
+    `name`, its arguments, and `batch`, the batch it checks on (see `_batch`)."""
+
+    name: str
+    aug: AnyAugmentation
+    batch: FeatureBatch
+    generator_seed: int
+    registry: Registry | None
+
+    def run(self, batch: FeatureBatch | None = None, seed: int | None = None) -> Views:
+        """`_run` of `aug` on `batch` (default: the call's) with `seed` (default: generator_seed)."""
+        return _run(
+            self.name,
+            self.aug,
+            self.batch if batch is None else batch,
+            self.generator_seed if seed is None else seed,
+        )
+
+    def fail(self, message: str) -> NoReturn:
+        """Raise the AssertionError naming the check and the augmentation."""
+        _fail(self.name, self.aug, message)
+
+
+def _conformance_check(body: Callable[[_CheckCall], None]) -> Check:
+    """Every public check is its body under this decorator, which gives it the shared signature.
+
+    ``check(aug, batch_or_schema, *, generator_seed=0, registry=None)`` builds the batch (a
+    fresh copy, or a `random_batch` of a schema: `_batch`) and calls ``body(_CheckCall(...))``.
+    The check takes the body's name and docstring; `inspect.signature` shows the signature above
+    (no ``__wrapped__`` leads it to the body's), and so does the API reference
+    (docs/griffe_checks.py).
+    """
+
+    def check(
+        aug: AnyAugmentation,
+        batch_or_schema: FeatureBatch | FeatureSchema,
+        *,
+        generator_seed: int = 0,
+        registry: Registry | None = None,
+    ) -> None:
+        batch = _batch(batch_or_schema, generator_seed)
+        body(_CheckCall(body.__name__, aug, batch, generator_seed, registry))
+
+    check.__name__ = check.__qualname__ = body.__name__
+    check.__doc__ = body.__doc__
+    return check
 
 
 def _kind(value: object) -> str:
@@ -205,50 +250,33 @@ def _perturbed_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
 # -- the checks -------------------------------------------------------------------------------
 
 
-def check_views_structure(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_views_structure(call: _CheckCall) -> None:
     """Each view has the input's schema, and every tensor its shape, dtype and device."""
-    name = "check_views_structure"
-    batch = _batch(batch_or_schema, generator_seed)
-    views = _run(name, aug, batch, generator_seed)
+    batch = call.batch
+    views = call.run()
     expected = _tensors(batch)
     for index, view in enumerate(views):
         where = _view_name(index, len(views))
         if view.schema != batch.schema:
-            _fail(
-                name, aug, f"{where} has schema {view.schema.names}, the input {batch.schema.names}"
-            )
+            call.fail(f"{where} has schema {view.schema.names}, the input {batch.schema.names}")
         for key, tensor in _tensors(view).items():
             want = expected[key]
             got = (tensor.dtype, tuple(tensor.shape), tensor.device)
             if got != (want.dtype, tuple(want.shape), want.device):
-                _fail(
-                    name,
-                    aug,
+                call.fail(
                     f"{key} of {where} is {tensor.dtype} {list(tensor.shape)} on {tensor.device}; "
                     f"the input's is {want.dtype} {list(want.shape)} on {want.device}",
                 )
 
 
-def check_ids_in_range(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_ids_in_range(call: _CheckCall) -> None:
     """Ids are real (``0 .. num_values-1``) wherever a view reads them, dense values finite.
 
     A view reads a feature where it is present, and a bag's ids where they are also kept.
     """
-    name = "check_ids_in_range"
-    batch = _batch(batch_or_schema, generator_seed)
-    views = _run(name, aug, batch, generator_seed)
+    views = call.run()
     for index, view in enumerate(views):
         where = _view_name(index, len(views))
         for column, spec in enumerate(view.schema):
@@ -264,66 +292,44 @@ def check_ids_in_range(
                 expected = f"ids 0..{spec.num_values - 1}"
             if bool(bad.any()):
                 position = tuple(int(i) for i in bad.nonzero()[0])
-                _fail(
-                    name,
-                    aug,
+                call.fail(
                     f"values[{spec.name!r}] of {where} holds {value[position].item()!r} at "
                     f"{position}, where it is read; expected {expected}",
                 )
 
 
-def check_input_not_mutated(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_input_not_mutated(call: _CheckCall) -> None:
     """The input batch's values, ``present`` and ``kept`` are unchanged after the call."""
-    name = "check_input_not_mutated"
-    batch = _batch(batch_or_schema, generator_seed)
+    batch = call.batch
     before = {key: tensor.clone() for key, tensor in _tensors(batch).items()}
-    _run(name, aug, batch, generator_seed)
+    call.run()
     for key, tensor in _tensors(batch).items():
         if not torch.equal(tensor, before[key]):
-            _fail(name, aug, f"the input batch's {key} changed in place")
+            call.fail(f"the input batch's {key} changed in place")
 
 
-def check_reproducible(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_reproducible(call: _CheckCall) -> None:
     """Two calls with generators seeded alike give identical views.
 
     The global torch, NumPy and `random` RNGs are reseeded differently before each call (and
     restored after), so an augmentation that draws from them instead of ``generator`` fails.
     """
-    name = "check_reproducible"
-    batch = _batch(batch_or_schema, generator_seed)
     runs = []
     for global_seed in (1, 2):
-        with _perturbed_global_rngs(global_seed, batch.device):
-            runs.append(_run(name, aug, batch, generator_seed))
+        with _perturbed_global_rngs(global_seed, call.batch.device):
+            runs.append(call.run())
     difference = _first_difference(*runs)
     if difference is not None:
-        _fail(
-            name,
-            aug,
-            f"two calls with generators seeded {generator_seed} gave different {difference} "
+        call.fail(
+            f"two calls with generators seeded {call.generator_seed} gave different {difference} "
             "(does it draw from a global RNG instead of `generator`?)",
         )
 
 
-def check_global_rngs_untouched(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_global_rngs_untouched(call: _CheckCall) -> None:
     """The call leaves the global RNG states as they were: torch's (on the CPU, and on the
     batch's CUDA device), NumPy's (``np.random``) and Python's `random`. An augmentation draws
     from the ``generator`` it is given, never from a global RNG, nor reseeds one.
@@ -331,17 +337,14 @@ def check_global_rngs_untouched(
     The global RNGs are seeded afresh for the call (so an augmentation that reseeds one cannot
     happen to leave the state it found) and restored afterwards.
     """
-    name = "check_global_rngs_untouched"
-    batch = _batch(batch_or_schema, generator_seed)
+    batch = call.batch
     with _perturbed_global_rngs(GLOBAL_RNG_SEED, batch.device):
         before = _global_rng_states(batch.device)
-        _run(name, aug, batch, generator_seed)
+        call.run()
         after = _global_rng_states(batch.device)
     touched = [label for label, state in before.items() if after[label] != state]
     if touched:
-        _fail(
-            name,
-            aug,
+        call.fail(
             f"the call changed the state of the global {' and '.join(touched)} RNG; draw from "
             "`generator` only (e.g. torch.rand(..., generator=generator))",
         )
@@ -358,194 +361,139 @@ def _global_rng_states(device: torch.device) -> dict[str, object]:
     return states
 
 
-def check_rejects_missing_generator(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_rejects_missing_generator(call: _CheckCall) -> None:
     """``aug(batch, generator=None)`` raises TypeError rather than falling back to a global RNG."""
-    name = "check_rejects_missing_generator"
-    batch = _batch(batch_or_schema, generator_seed)
     try:
-        aug(batch, generator=None)  # type: ignore[arg-type]
+        call.aug(call.batch, generator=None)  # type: ignore[arg-type]
     except TypeError:
         return
     except Exception as error:  # noqa: BLE001 - any other error is the finding
-        _fail(
-            name, aug, f"generator=None raised {type(error).__name__}: {error}; expected TypeError"
-        )
-    _fail(name, aug, "generator=None was accepted; it must raise TypeError")
+        call.fail(f"generator=None raised {type(error).__name__}: {error}; expected TypeError")
+    call.fail("generator=None was accepted; it must raise TypeError")
 
 
-def check_no_host_sync(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_no_host_sync(call: _CheckCall) -> None:
     """The augmentation runs on a batch on the "meta" device, whose tensors hold no data.
 
     Any host sync (``.item()``, ``bool(tensor)``, ``.cpu()``, ``.tolist()``) fails there, and
     so does work on a hard-coded device: the views must stay on the batch's device.
     """
-    name = "check_no_host_sync"
-    batch = _batch(batch_or_schema, generator_seed).to("meta")
+    batch = call.batch.to("meta")
     try:
-        views = _run(name, aug, batch, generator_seed)
+        views = call.run(batch)
     except (RuntimeError, NotImplementedError) as error:
-        _fail(
-            name,
-            aug,
+        call.fail(
             f"it fails on a 'meta' batch ({type(error).__name__}: {error}); does it read tensor "
             "data on the host (.item(), bool(tensor), .cpu(), .tolist()) or assume a device?",
         )
     for index, view in enumerate(views):
         for key, tensor in _tensors(view).items():
             if tensor.device != batch.device:
-                _fail(
-                    name,
-                    aug,
+                call.fail(
                     f"{key} of {_view_name(index, len(views))} is on {tensor.device}, the batch on "
                     f"{batch.device}",
                 )
 
 
-def check_generate_then_apply(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_generate_then_apply(call: _CheckCall) -> None:
     """``apply(batch, generate_parameters(batch, generator=g))`` equals ``aug(batch, generator=g)``,
     and applying the same parameters twice gives the same views (apply is deterministic)."""
-    name = "check_generate_then_apply"
+    aug, batch = call.aug, call.batch
     if not isinstance(aug, (Augmentation, PairAugmentation)):
-        _fail(name, aug, f"{type(aug).__name__} has no generate_parameters/apply")
-    batch = _batch(batch_or_schema, generator_seed)
-    params = aug.generate_parameters(batch, generator=torch.Generator().manual_seed(generator_seed))
+        call.fail(f"{type(aug).__name__} has no generate_parameters/apply")
+    params = aug.generate_parameters(batch, generator=torch.Generator().manual_seed(call.generator_seed))
     applied = [aug.apply(batch, params) for _ in range(2)]
     as_views = [v if isinstance(v, tuple) else (v,) for v in applied]
-    called = _run(name, aug, batch, generator_seed)
+    called = call.run()
     if len(as_views[0]) != len(called):
-        _fail(name, aug, f"apply returned {_kind(applied[0])}, calling it {len(called)} view(s)")
+        call.fail(f"apply returned {_kind(applied[0])}, calling it {len(called)} view(s)")
     for label, other in (
         ("applying the same parameters again", as_views[1]),
         ("calling it", called),
     ):
         difference = _first_difference(as_views[0], other)
         if difference is not None:
-            _fail(name, aug, f"apply(generate_parameters(...)) and {label} differ in {difference}")
+            call.fail(f"apply(generate_parameters(...)) and {label} differ in {difference}")
 
 
-def check_config_round_trip(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_config_round_trip(call: _CheckCall) -> None:
     """``to_config()`` is JSON-able, and ``from_config`` of it (through `registry`, the
     process-wide plugin registry by default) rebuilds an augmentation with the same config that
     gives identical views for the same seed."""
-    name = "check_config_round_trip"
-    batch = _batch(batch_or_schema, generator_seed)
-    config = aug.to_config()
+    config = call.aug.to_config()
     try:
         loaded = json.loads(json.dumps(config))
     except (TypeError, ValueError) as error:
-        _fail(name, aug, f"to_config() is not JSON-able ({error}): {config!r}")
+        call.fail(f"to_config() is not JSON-able ({error}): {config!r}")
     try:
-        rebuilt = from_config(loaded, registry=registry)
+        rebuilt = from_config(loaded, registry=call.registry)
     except (AugkitError, TypeError, ValueError) as error:
-        _fail(
-            name,
-            aug,
+        call.fail(
             f"from_config(to_config()) raised {type(error).__name__}: {error} "
             "(is it registered under its name, and are its params its constructor's arguments?)",
         )
     if rebuilt.to_config() != config:
-        _fail(
-            name,
-            aug,
+        call.fail(
             f"from_config(to_config()) has config {rebuilt.to_config()!r}, not {config!r}",
         )
-    difference = _first_difference(
-        _run(name, aug, batch, generator_seed), _run(name, rebuilt, batch, generator_seed)
-    )
+    difference = _first_difference(call.run(), _run(call.name, rebuilt, call.batch, call.generator_seed))
     if difference is not None:
-        _fail(name, aug, f"the augmentation rebuilt from its config gives a different {difference}")
+        call.fail(f"the augmentation rebuilt from its config gives a different {difference}")
 
 
-def check_mask_contract(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_mask_contract(call: _CheckCall) -> None:
     """An augmentation that does not declare ``changes_values`` rewrites masks only.
 
     Its views share the input's value tensors; ``present`` and ``kept`` only go from True to
     False; and a bag that had kept values keeps one unless the feature becomes not present.
     Augmentations that declare ``changes_values = True`` are exempt.
     """
-    name = "check_mask_contract"
-    if declares_value_changes(aug):
+    if declares_value_changes(call.aug):
         return
-    batch = _batch(batch_or_schema, generator_seed)
-    views = _run(name, aug, batch, generator_seed)
+    batch = call.batch
+    views = call.run()
     for index, view in enumerate(views):
         where = _view_name(index, len(views))
         for feature, value in view.values.items():
             original = batch.values[feature]
             if value is not original and value.data_ptr() != original.data_ptr():
-                _fail(
-                    name,
-                    aug,
+                call.fail(
                     f"values[{feature!r}] of {where} is a new tensor; an augmentation that does "
                     "not declare changes_values = True must share the input's value tensors",
                 )
-        _check_only_drops(name, aug, "present", batch.present, view.present, where)
+        _check_only_drops(call, "present", batch.present, view.present, where)
         for column, spec in enumerate(view.schema):
             if not isinstance(spec, MultiCategorical):
                 continue
             before, after = batch.kept[spec.name], view.kept[spec.name]
-            _check_only_drops(name, aug, f"kept[{spec.name!r}]", before, after, where)
+            _check_only_drops(call, f"kept[{spec.name!r}]", before, after, where)
             emptied = before.any(dim=1) & ~after.any(dim=1) & view.present[:, column]
             if bool(emptied.any()):
                 row = int(emptied.nonzero()[0, 0])
-                _fail(
-                    name,
-                    aug,
+                call.fail(
                     f"{where} empties the bag {spec.name!r} of item {row} (kept "
                     f"{before[row].tolist()} -> {after[row].tolist()}) while the feature stays present",
                 )
 
 
 def _check_only_drops(
-    name: str, aug: object, key: str, before: torch.Tensor, after: torch.Tensor, where: str
+    call: _CheckCall, key: str, before: torch.Tensor, after: torch.Tensor, where: str
 ) -> None:
     raised = after & ~before
     if bool(raised.any()):
         position = tuple(int(i) for i in raised.nonzero()[0])
-        _fail(
-            name,
-            aug,
+        call.fail(
             f"{key} of {where} goes from False to True at {position}; masks may only drop",
         )
 
 
-def check_granularity(
-    aug: AnyAugmentation,
-    batch_or_schema: FeatureBatch | FeatureSchema,
-    *,
-    generator_seed: int = 0,
-    registry: Registry | None = None,
-) -> None:
+@_conformance_check
+def check_granularity(call: _CheckCall) -> None:
     """Granularity "batch" gives every example one pattern; "example" draws per example.
 
     The augmentation runs on `IDENTICAL_ITEMS` copies of the input's richest item (most
@@ -553,36 +501,29 @@ def check_granularity(
     copy must come out alike. With "example", an augmentation whose output varies between
     seeds must vary between the copies of one batch too.
     """
-    name = "check_granularity"
-    grain = declared_granularity(aug)
+    grain = declared_granularity(call.aug)
     if grain not in ("batch", "example"):
-        _fail(name, aug, f"granularity is {grain!r}; expected 'batch' or 'example'")
-    batch = _batch(batch_or_schema, generator_seed)
+        call.fail(f"granularity is {grain!r}; expected 'batch' or 'example'")
+    batch = call.batch
     if batch.batch_size == 0:
-        _fail(name, aug, "needs a batch with at least one item")
+        call.fail("needs a batch with at least one item")
     richness = batch.present.sum(dim=1) + sum(k.sum(dim=1) for k in batch.kept.values())
     index = torch.full((IDENTICAL_ITEMS,), int(richness.argmax()), device=batch.device)
     copies = batch.select(index)
-    runs = [_run(name, aug, copies, generator_seed + s) for s in range(GRANULARITY_SEEDS)]
+    runs = [call.run(copies, call.generator_seed + s) for s in range(GRANULARITY_SEEDS)]
     varying = [_first_varying_row(views) for views in runs]
     if grain == "batch":
         for seed, found in enumerate(varying):
             if found is not None:
-                _fail(
-                    name,
-                    aug,
-                    f"declares granularity 'batch', but with seed {generator_seed + seed} copies "
+                call.fail(
+                    f"declares granularity 'batch', but with seed {call.generator_seed + seed} copies "
                     f"of one item differ in {found}",
                 )
         return
     if all(found is None for found in varying):
-        first_rows = [
-            tuple(t[:1] for view in views for t in _tensors(view).values()) for views in runs
-        ]
+        first_rows = [tuple(t[:1] for view in views for t in _tensors(view).values()) for views in runs]
         if any(not all(map(torch.equal, first_rows[0], rows)) for rows in first_rows[1:]):
-            _fail(
-                name,
-                aug,
+            call.fail(
                 f"declares granularity 'example', but all {IDENTICAL_ITEMS} copies of one item "
                 "got one pattern per batch (while patterns vary between seeds)",
             )
@@ -679,7 +620,7 @@ def parametrize_with_checks(
         def test_my_augmentation(aug, check):
             check(aug)
     """
-    import pytest
+    import pytest  # pytest is in the `test` extra, not a base dependency: only this function needs it
 
     expected = dict(expected_failures or {})
     for key in expected:
@@ -697,7 +638,5 @@ def parametrize_with_checks(
             if check.__name__ in expected:
                 reason = expected[check.__name__]
                 marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
-            cases.append(
-                pytest.param(aug, bound, id=f"{describe(aug)}-{check.__name__}", marks=marks)
-            )
+            cases.append(pytest.param(aug, bound, id=f"{describe(aug)}-{check.__name__}", marks=marks))
     return pytest.mark.parametrize(("aug", "check"), cases)
