@@ -16,6 +16,8 @@ import torch
 from augkit.batch import FeatureBatch
 from augkit.random import check_generator
 
+__all__ = ["CONFIG_VERSION", "Augmentation", "PairAugmentation", "check_pair", "check_view"]
+
 CONFIG_VERSION = 1
 """Version of the ``{"version", "name", "params"}`` config dicts this augkit writes and reads."""
 
@@ -41,7 +43,40 @@ class _Configurable:
 
 
 class Augmentation(_Configurable, Generic[Params], abc.ABC):
-    """One view in, one view out: ``aug(batch, *, generator) -> FeatureBatch``."""
+    """One view in, one view out: ``aug(batch, *, generator) -> FeatureBatch``.
+
+    Examples:
+        A subclass draws its random parameters in `generate_parameters` and applies them in
+        `apply`. This one masks the genre of each example with probability ``p``:
+
+        >>> import attrs
+        >>> import torch
+        >>> from augkit import Augmentation, Categorical, FeatureBatch, FeatureSchema
+        >>> @attrs.frozen
+        ... class MaskGenre(Augmentation[torch.Tensor]):
+        ...     name = "mask_genre"
+        ...     granularity = "example"
+        ...     p: float = 0.5
+        ...
+        ...     def generate_parameters(self, batch, *, generator):
+        ...         draws = torch.rand(batch.batch_size, generator=generator)
+        ...         return draws.to(batch.device) < self.p
+        ...
+        ...     def apply(self, batch, params):
+        ...         mask = torch.zeros_like(batch.present)
+        ...         mask[:, batch.schema.index("genre")] = params
+        ...         return batch.mask_features(mask)
+        >>> schema = FeatureSchema([Categorical(name="genre", num_values=3), Categorical(name="year", num_values=9)])
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [0, 1, 2, 0], "year": [5, 6, 7, 8]})
+        >>> view = MaskGenre(p=0.5)(batch, generator=torch.Generator().manual_seed(0))
+        >>> view.present
+        tensor([[False,  True],
+                [ True,  True],
+                [False,  True],
+                [False,  True]])
+        >>> MaskGenre(p=0.5).to_config()
+        {'version': 1, 'name': 'mask_genre', 'params': {'p': 0.5}}
+    """
 
     granularity: str
     """"example" (a pattern per example) or "batch" (one pattern for the batch)."""
@@ -63,7 +98,37 @@ class Augmentation(_Configurable, Generic[Params], abc.ABC):
 
 
 class PairAugmentation(_Configurable, Generic[Params], abc.ABC):
-    """One batch in, two views out: ``aug(batch, *, generator) -> (view1, view2)``."""
+    """One batch in, two views out: ``aug(batch, *, generator) -> (view1, view2)``.
+
+    Examples:
+        A subclass returns both views from `apply`. This one masks the genre in one view and
+        the year in the other, a coin per example deciding which view gets which:
+
+        >>> import attrs
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, PairAugmentation
+        >>> @attrs.frozen
+        ... class SplitGenreYear(PairAugmentation[torch.Tensor]):
+        ...     name = "split_genre_year"
+        ...     granularity = "example"
+        ...
+        ...     def generate_parameters(self, batch, *, generator):
+        ...         return torch.rand(batch.batch_size, generator=generator).to(batch.device) < 0.5
+        ...
+        ...     def apply(self, batch, params):
+        ...         first = torch.stack([params, ~params], dim=1)  # columns: genre, year
+        ...         return batch.mask_features(first), batch.mask_features(~first)
+        >>> schema = FeatureSchema([Categorical(name="genre", num_values=3), Categorical(name="year", num_values=9)])
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [0, 1, 2, 0], "year": [5, 6, 7, 8]})
+        >>> first, second = SplitGenreYear()(batch, generator=torch.Generator().manual_seed(0))
+        >>> first.present
+        tensor([[False,  True],
+                [ True, False],
+                [False,  True],
+                [False,  True]])
+        >>> (first.present ^ second.present).all()  # each feature is kept in exactly one view
+        tensor(True)
+    """
 
     granularity: str
     """"example" (a pattern per example) or "batch" (one pattern for the batch)."""

@@ -14,6 +14,8 @@ import torch
 from augkit.errors import BatchValidationError, UnknownNameError
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, FeatureSpec, MultiCategorical
 
+__all__ = ["FeatureBatch", "expand_columns"]
+
 TensorLike = torch.Tensor | np.ndarray | list
 
 
@@ -36,6 +38,25 @@ class FeatureBatch:
     Build one from user data with `from_tensors`, which validates everything. The plain
     constructor checks structure (keys, shapes, dtypes, devices) only, so that augmentations
     stay free of host syncs.
+
+    Examples:
+        Two items: the second has no genre and an empty bag of tags.
+
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+        >>> batch.present  # column j: schema.features[j]
+        tensor([[ True,  True],
+                [False, False]])
+        >>> batch.values["tags"]  # padded to max_len with padding_id 5
+        tensor([[4, 0, 5],
+                [5, 5, 5]])
+        >>> batch.kept["tags"]
+        tensor([[ True,  True, False],
+                [False, False, False]])
     """
 
     schema: FeatureSchema
@@ -75,6 +96,19 @@ class FeatureBatch:
         ``bool [B, k]``) marks further features as missing. `device` must be one this process
         can use, not "meta": validation reads the data (move a built batch with `to`).
         Raises `BatchValidationError` naming the feature, position and value at fault.
+
+        Examples:
+            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+            >>> schema = FeatureSchema(
+            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+            ... )
+            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+            >>> batch.values["genre"]  # the missing genre holds default_id 3
+            tensor([2, 3])
+            >>> FeatureBatch.from_tensors(schema, {"genre": [3, 0], "tags": [[4], [1]]})
+            Traceback (most recent call last):
+            ...
+            augkit.errors.BatchValidationError: feature 'genre': id 3 at position (0,) is out of range; expected 0..2, or -1 for missing/padding
         """
         unknown = [name for name in values if name not in schema]
         if unknown:
@@ -147,10 +181,12 @@ class FeatureBatch:
     # -- views --------------------------------------------------------------------------------
     @property
     def batch_size(self) -> int:
+        """B, the number of items."""
         return self.present.shape[0]
 
     @property
     def device(self) -> torch.device:
+        """The device of every tensor of the batch."""
         return self.present.device
 
     def is_present(self, name: str) -> torch.Tensor:
@@ -158,11 +194,38 @@ class FeatureBatch:
         return self.present[:, self.schema.index(name)]
 
     def evolve(self, **changes: Any) -> FeatureBatch:
-        """A copy with some of ``values``, ``present``, ``kept`` replaced (tensors are shared)."""
+        """A copy with some of ``values``, ``present``, ``kept`` replaced (tensors are shared).
+
+        Examples:
+            >>> import torch
+            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+            >>> schema = FeatureSchema(
+            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+            ... )
+            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+            >>> everything = batch.evolve(present=torch.ones(2, 2, dtype=torch.bool))
+            >>> everything.present.all(), batch.present.all()
+            (tensor(True), tensor(False))
+        """
         return attrs.evolve(self, **changes)
 
     def mask_features(self, mask: torch.Tensor) -> FeatureBatch:
-        """Mark features as masked where ``mask`` (``BoolTensor[B, k]``) is True."""
+        """Mark features as masked where ``mask`` (``BoolTensor[B, k]``) is True.
+
+        Examples:
+            >>> import torch
+            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+            >>> schema = FeatureSchema(
+            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+            ... )
+            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, False]]))
+            >>> masked.present  # item 0's genre is masked; item 1 had neither feature
+            tensor([[False,  True],
+                    [False, False]])
+            >>> masked.values["genre"]  # values stay: masking rewrites the mask only
+            tensor([2, 3])
+        """
         return self.evolve(present=self.present & ~mask)
 
     def with_kept(self, kept: Mapping[str, torch.Tensor]) -> FeatureBatch:
@@ -170,7 +233,19 @@ class FeatureBatch:
         return self.evolve(kept={**self.kept, **kept})
 
     def select(self, index: torch.Tensor) -> FeatureBatch:
-        """The items at ``index`` (``LongTensor[n]`` on the batch's device)."""
+        """The items at ``index`` (``LongTensor[n]`` on the batch's device).
+
+        Examples:
+            >>> import torch
+            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+            >>> schema = FeatureSchema(
+            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+            ... )
+            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+            >>> reordered = batch.select(torch.tensor([1, 0, 0]))
+            >>> reordered.batch_size, reordered.values["genre"]
+            (3, tensor([3, 2, 2]))
+        """
         return FeatureBatch(
             self.schema,
             {n: v.index_select(0, index) for n, v in self.values.items()},
@@ -200,6 +275,21 @@ class FeatureBatch:
         * multi-valued: ``LongTensor[B, max_len]``; ``padding_id`` where not kept, and a bag
           with nothing kept (masked, missing) holds ``default_id`` in position 0.
         * dense: the vector, zeros where not present.
+
+        Examples:
+            >>> import torch
+            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+            >>> schema = FeatureSchema(
+            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+            ... )
+            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
+            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, False]]))
+            >>> ids = masked.to_tensors()
+            >>> ids["genre"]  # default_id 3 where masked or missing
+            tensor([3, 3])
+            >>> ids["tags"]  # padding_id 5; the empty bag holds default_id 6 first
+            tensor([[4, 0, 5],
+                    [6, 5, 5]])
         """
         out: dict[str, torch.Tensor] = {}
         for j, spec in enumerate(self.schema):

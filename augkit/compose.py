@@ -21,6 +21,8 @@ from augkit.errors import AugkitError, ConfigError, PluginError, UnknownNameErro
 from augkit.random import check_generator
 from augkit.registry import Registry, get_registry
 
+__all__ = ["Sequential", "TwoViews", "from_config", "prepare_config"]
+
 
 def _as_tuple(value: Any) -> Any:
     """Lists (from TOML/JSON) become tuples; anything else is left for `_single_views`."""
@@ -53,6 +55,25 @@ class Sequential(Augmentation[list]):
 
     Step i draws its parameters from the output of step i-1, so ``Sequential([a, b])(x)``
     equals ``b(a(x))`` for the same generator state. Parameters: the list of each step's.
+
+    Examples:
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit import Sequential
+        >>> from augkit_dropout import ValueDropout
+        >>> from augkit_mask import MaskFeatures
+        >>> pipeline = Sequential([MaskFeatures(n=1), ValueDropout(rate=0.5)])
+        >>> view = pipeline(batch, generator=torch.Generator().manual_seed(0))
+        >>> generator = torch.Generator().manual_seed(0)
+        >>> by_hand = ValueDropout(rate=0.5)(MaskFeatures(n=1)(batch, generator=generator), generator=generator)
+        >>> torch.equal(view.present, by_hand.present), torch.equal(view.kept["tags"], by_hand.kept["tags"])
+        (True, True)
+        >>> [step["name"] for step in pipeline.to_config()["params"]["augmentations"]]
+        ['mask', 'dropout']
     """
 
     name: ClassVar[str] = "sequential"
@@ -100,6 +121,25 @@ class TwoViews:
     ``pair`` may be a `PairAugmentation` (complementary, CFM) or a single-view augmentation,
     which is applied to each view with independent randomness. ``each`` (e.g. value dropout)
     is applied to view 1, then to view 2, drawing fresh randomness for each.
+
+    Examples:
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit import TwoViews, from_config
+        >>> from augkit_complementary import ComplementaryMasking
+        >>> from augkit_dropout import ValueDropout
+        >>> two_views = TwoViews(pair=ComplementaryMasking(), each=[ValueDropout(rate=0.5)])
+        >>> first, second = two_views(batch, generator=torch.Generator().manual_seed(0))
+        >>> first.present ^ second.present  # complementary: each feature is masked in one view
+        tensor([[True, True],
+                [True, True],
+                [True, True]])
+        >>> from_config(two_views.to_config()) == two_views
+        True
     """
 
     name: ClassVar[str] = "two_views"
@@ -153,6 +193,24 @@ def from_config(
     ``"sequential"`` and ``"two_views"`` are augkit's own compositions. `where` (a config key
     path such as ``ssl.augmentation``) prefixes every error with the key path at fault, down to
     the parameter: ``ssl.augmentation.params.each[0].params.rate: dropout: rate must be ...``.
+
+    Examples:
+        >>> from augkit import from_config
+        >>> config = {
+        ...     "version": 1,
+        ...     "name": "two_views",
+        ...     "params": {"pair": {"name": "complementary"}, "each": [{"name": "dropout", "params": {"rate": 0.2}}]},
+        ... }
+        >>> from_config(config)
+        TwoViews(pair=ComplementaryMasking(features=None, granularity='example'),
+                 each=(ValueDropout(rate=0.2, features=None, granularity='example'),))
+
+        An unknown name gets the registered names and the closest match:
+
+        >>> from_config({"name": "dropuot"}, where="ssl.augmentation")
+        Traceback (most recent call last):
+        ...
+        augkit.errors.UnknownNameError: unknown augmentation 'dropuot'; did you mean 'dropout'? Known: ... (at ssl.augmentation)
     """
     registry = get_registry() if registry is None else registry
     try:
@@ -234,7 +292,25 @@ def prepare_config(
     mutual information, or checks a given one against the corpus unless `allow_stale`. The
     result is self-contained: `from_config` builds the same pipeline from it in any process.
     Entries without ``prepare``, and malformed entries (which `from_config` reports), are
-    copied as they are. Errors name the key path of the entry (`where` prefixes it)."""
+    copied as they are. Errors name the key path of the entry (`where` prefixes it).
+
+    Examples:
+        ``cfm`` without ``mi`` gets the mutual information of the corpus inline:
+
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit.compose import prepare_config
+        >>> config = {"name": "two_views", "params": {"pair": {"name": "cfm"}}}
+        >>> prepared = prepare_config(config, batch)
+        >>> prepared["params"]["pair"]["params"]["mi"]["names"]
+        ['genre', 'tags']
+        >>> "mi" in config["params"]["pair"].get("params", {})  # the input is left as it was
+        False
+    """
     registry = get_registry() if registry is None else registry
     return _prepare(copy.deepcopy(dict(config)), corpus, allow_stale, registry, where)
 

@@ -5,6 +5,20 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+__all__ = [
+    "AugkitError",
+    "BatchValidationError",
+    "CheckpointError",
+    "ConfigError",
+    "PluginCallError",
+    "PluginError",
+    "RunDirectoryError",
+    "SchemaError",
+    "TrainingError",
+    "UnknownNameError",
+    "check_known_keys",
+]
+
 
 class AugkitError(Exception):
     """Base class of every error augkit raises on purpose."""
@@ -23,7 +37,18 @@ class PluginError(AugkitError):
 
 
 class UnknownNameError(AugkitError, LookupError):
-    """A name (augmentation, loss, sampler, parameter, config key) is not known."""
+    """A name (augmentation, loss, sampler, parameter, config key) is not known.
+
+    The message lists the known names and the closest match.
+
+    Examples:
+        >>> from augkit.errors import UnknownNameError
+        >>> error = UnknownNameError("augmentation", "dropuot", ["mask", "dropout", "cfm"])
+        >>> print(error)
+        unknown augmentation 'dropuot'; did you mean 'dropout'? Known: cfm, dropout, mask.
+        >>> error.name, error.known
+        ('dropuot', ('cfm', 'dropout', 'mask'))
+    """
 
     def __init__(self, what: str, name: object, known: Iterable[str], *, note: str = "") -> None:
         known = sorted(known)

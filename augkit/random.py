@@ -11,12 +11,22 @@ from typing import Literal
 import numpy as np
 import torch
 
+__all__ = ["check_generator", "generator_for", "randint", "uniform"]
+
 Granularity = Literal["example", "batch"]
 GRANULARITIES: tuple[str, ...] = ("example", "batch")
 
 
 def check_generator(generator: object, who: str) -> torch.Generator:
-    """Return `generator` if it is a `torch.Generator`, else raise a TypeError naming `who`."""
+    """Return `generator` if it is a `torch.Generator`, else raise a TypeError naming `who`.
+
+    Examples:
+        >>> from augkit.random import check_generator
+        >>> check_generator(0, "my_augmentation")
+        Traceback (most recent call last):
+        ...
+        TypeError: my_augmentation: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), got int
+    """
     if not isinstance(generator, torch.Generator):
         raise TypeError(
             f"{who}: generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)), "
@@ -31,7 +41,17 @@ def generator_for(seed: int, *stream: int) -> torch.Generator:
     length give statistically independent streams (through `numpy.random.SeedSequence`, not
     ``seed + i``). Keys that differ only by trailing zeros, such as ``(1,)`` and ``(1, 0)``,
     give the same stream: use a fixed number of parts per purpose, as the trainer does with
-    ``(seed, tag, step)``."""
+    ``(seed, tag, step)``.
+
+    Examples:
+        >>> import torch
+        >>> from augkit.random import generator_for
+        >>> step_7 = torch.rand(3, generator=generator_for(0, 7))
+        >>> torch.equal(step_7, torch.rand(3, generator=generator_for(0, 7)))
+        True
+        >>> torch.equal(step_7, torch.rand(3, generator=generator_for(0, 8)))
+        False
+    """
     state = np.random.SeedSequence([seed, *stream]).generate_state(2, dtype=np.uint64)
     return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
 
@@ -48,6 +68,15 @@ def uniform(
 
     With ``granularity="batch"`` one draw of `shape` is shared by every example (an expanded
     view, not a copy).
+
+    Examples:
+        >>> import torch
+        >>> from augkit.random import uniform
+        >>> draws = uniform(
+        ...     4, (2,), granularity="batch", generator=torch.Generator().manual_seed(0), device=torch.device("cpu")
+        ... )
+        >>> draws.shape, bool((draws == draws[0]).all())
+        (torch.Size([4, 2]), True)
     """
     rows = 1 if granularity == "batch" else batch_size
     draws = torch.rand((rows, *shape), generator=generator, device=generator.device)

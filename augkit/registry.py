@@ -23,6 +23,8 @@ import pluggy
 from augkit import hookspecs
 from augkit.errors import PluginError, UnknownNameError
 
+__all__ = ["LoadFailure", "Registration", "Registry", "get_registry", "load_plugins"]
+
 ENTRY_POINT_GROUP = "augkit"
 DISABLE_AUTOLOAD_ENV = "AUGKIT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_DISTRIBUTION = "augkit"
@@ -75,7 +77,20 @@ class LoadFailure:
 
 @attrs.define
 class Registry:
-    """Names to factories, by kind, with the plugin load failures."""
+    """Names to factories, by kind, with the plugin load failures.
+
+    Examples:
+        A registry of your own, filled by hand (entry-point plugins fill `get_registry`'s):
+
+        >>> import torch
+        >>> from augkit import Registry
+        >>> registry = Registry()
+        >>> registry.register("loss", "mse", torch.nn.MSELoss)
+        >>> registry.names("loss")
+        ('mse',)
+        >>> registry.get("loss", "mse").describe()
+        "loss 'mse' from distribution <local>"
+    """
 
     _entries: dict[str, dict[str, list[Registration]]] = attrs.field(
         factory=lambda: {kind: {} for kind in HOOKS}
@@ -125,7 +140,17 @@ class Registry:
         return found[0]
 
     def create(self, kind: str, name: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Build `name` with `params`, rejecting unknown parameter names."""
+        """Build `name` with `params`, rejecting unknown parameter names.
+
+        Examples:
+            >>> from augkit import get_registry
+            >>> get_registry().create("augmentation", "mask", {"p": 0.5})
+            MaskFeatures(p=0.5, n=None, features=None, granularity='example')
+            >>> get_registry().create("augmentation", "mask", {"p": 0.5, "granularty": "batch"})
+            Traceback (most recent call last):
+            ...
+            augkit.errors.UnknownNameError: unknown parameter of augmentation 'mask' 'granularty'; did you mean 'granularity'? Known: features, granularity, n, p.
+        """
         factory = self.get(kind, name).factory
         params = dict(params or {})
         accepted = _parameter_names(factory)
@@ -266,5 +291,14 @@ def _load_one(
 
 @functools.cache
 def get_registry() -> Registry:
-    """The process-wide registry, loaded on first use."""
+    """The process-wide registry, loaded on first use.
+
+    Examples:
+        >>> from augkit import get_registry
+        >>> {"mask", "dropout", "complementary", "cfm"} <= set(get_registry().names("augmentation"))
+        True
+        >>> loss = get_registry().create("loss", "info_nce", {"temperature": 0.2})
+        >>> type(loss).__name__, loss.temperature
+        ('InfoNCELoss', 0.2)
+    """
     return load_plugins()

@@ -25,6 +25,8 @@ import attrs
 
 from augkit.errors import ConfigError, SchemaError, UnknownNameError, check_known_keys
 
+__all__ = ["MISSING", "Categorical", "Dense", "FeatureSchema", "FeatureSpec", "MultiCategorical"]
+
 MISSING = -1
 """The id that marks a missing value, or padding of a bag, in user data."""
 
@@ -46,7 +48,14 @@ def _positive_int(instance: Any, attribute: attrs.Attribute, value: int) -> None
 
 @attrs.frozen(kw_only=True)
 class Categorical:
-    """A single-valued categorical feature with ids ``0 .. num_values-1``."""
+    """A single-valued categorical feature with ids ``0 .. num_values-1``.
+
+    Examples:
+        >>> from augkit import Categorical
+        >>> genre = Categorical(name="genre", num_values=3)
+        >>> genre.default_id, genre.embedding_rows
+        (3, 4)
+    """
 
     name: str = attrs.field(validator=_check_name)
     num_values: int = attrs.field(validator=_positive_int)
@@ -64,7 +73,14 @@ class Categorical:
 
 @attrs.frozen(kw_only=True)
 class MultiCategorical:
-    """A multi-valued (bag) categorical feature: up to ``max_len`` ids ``0 .. num_values-1``."""
+    """A multi-valued (bag) categorical feature: up to ``max_len`` ids ``0 .. num_values-1``.
+
+    Examples:
+        >>> from augkit import MultiCategorical
+        >>> tags = MultiCategorical(name="tags", num_values=5, max_len=3)
+        >>> tags.padding_id, tags.default_id, tags.embedding_rows
+        (5, 6, 7)
+    """
 
     name: str = attrs.field(validator=_check_name)
     num_values: int = attrs.field(validator=_positive_int)
@@ -88,13 +104,20 @@ class MultiCategorical:
 
 @attrs.frozen(kw_only=True)
 class Dense:
-    """A dense float feature of ``dim`` values per item."""
+    """A dense float feature of ``dim`` values per item.
+
+    Examples:
+        >>> from augkit import Dense
+        >>> Dense(name="price", dim=1)
+        Dense(name='price', dim=1)
+    """
 
     name: str = attrs.field(validator=_check_name)
     dim: int = attrs.field(validator=_positive_int)
 
 
 FeatureSpec: TypeAlias = Categorical | MultiCategorical | Dense
+"""Any one feature spec."""
 _SPEC_TYPES: dict[str, type] = {
     "categorical": Categorical,
     "multi_categorical": MultiCategorical,
@@ -121,6 +144,21 @@ class FeatureSchema:
     """An ordered tuple of name-unique feature specs.
 
     The order fixes the columns of `FeatureBatch.present` and of a mutual-information matrix.
+
+    Examples:
+        >>> from augkit import Categorical, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> schema.names, schema.multi_valued, schema.index("tags")
+        (('genre', 'tags'), ('tags',), 1)
+
+        A schema round-trips through a plain dict (TOML/JSON):
+
+        >>> schema.to_dict()["features"][0]
+        {'type': 'categorical', 'name': 'genre', 'num_values': 3}
+        >>> FeatureSchema.from_dict(schema.to_dict()) == schema
+        True
     """
 
     features: tuple[FeatureSpec, ...] = attrs.field(converter=tuple, validator=_check_features)
@@ -131,6 +169,7 @@ class FeatureSchema:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """Feature names, in schema order."""
         return tuple(spec.name for spec in self.features)
 
     @property

@@ -32,6 +32,25 @@ import attrs
 from augkit.errors import UnknownNameError
 from augkit.random import GRANULARITIES
 
+__all__ = [
+    "DEVICE_PATTERN",
+    "Validator",
+    "device",
+    "distinct",
+    "feature_names",
+    "granularity",
+    "integer",
+    "name_list",
+    "number",
+    "one_of",
+    "optional_probability",
+    "optional_tuple",
+    "positive_integers",
+    "probability",
+    "registered",
+    "run_name",
+]
+
 # -- config values: messages start with the key ----------------------------------------------
 Validator = Callable[[Any, attrs.Attribute, Any], None]
 
@@ -131,7 +150,23 @@ def one_of(*options: str) -> Validator:
 
 # -- augmentation parameters: messages start with the augmentation's name --------------------
 def probability(instance: Any, attribute: attrs.Attribute, value: float) -> None:
-    """A number in [0, 1]."""
+    """A number in [0, 1].
+
+    Examples:
+        An attrs validator for the parameters of an augmentation (its ``name`` starts the
+        message):
+
+        >>> import attrs
+        >>> from augkit import validators
+        >>> @attrs.frozen
+        ... class Jitter:
+        ...     name = "jitter"
+        ...     rate: float = attrs.field(default=0.1, validator=validators.probability)
+        >>> Jitter(rate=1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: jitter: rate must be a number in [0, 1], got 1.5
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{instance.name}: {attribute.name} must be a number in [0, 1], got {value!r}")
 
@@ -143,6 +178,7 @@ def optional_probability(instance: Any, attribute: attrs.Attribute, value: float
 
 
 def granularity(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """"example" or "batch" (`augkit.random.GRANULARITIES`)."""
     if value not in GRANULARITIES:
         raise ValueError(
             f"{instance.name}: granularity must be one of {', '.join(GRANULARITIES)}, got {value!r}"
@@ -165,6 +201,15 @@ def name_list(owner: str, parameter: str, value: Any) -> tuple[Any, ...]:
 
     Anything else raises ValueError naming `owner` and `parameter`: a string especially, which
     would iterate as its letters, and sets, whose order varies between processes.
+
+    Examples:
+        >>> from augkit.validators import name_list
+        >>> name_list("mask", "features", ["genre", "tags"])
+        ('genre', 'tags')
+        >>> name_list("mask", "features", "genre")
+        Traceback (most recent call last):
+        ...
+        ValueError: mask: features must be a list of feature names, got the string 'genre'; write ['genre']
     """
     if isinstance(value, str):
         raise ValueError(

@@ -57,6 +57,26 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
     feature (``item_id``: MI(id, X) = H(X)) is the largest any feature can have with X, so
     the key is every seed's top correlate; SU divides by the key's large entropy, so a
     feature that really tracks the seed ranks first.
+
+    Examples:
+        ``subgenre`` follows ``genre``; ``year`` is independent of both:
+
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name=name, num_values=4) for name in ("genre", "subgenre", "year")]
+        ... )
+        >>> genre = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> corpus = FeatureBatch.from_tensors(
+        ...     schema, {"genre": genre, "subgenre": genre, "year": torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])}
+        ... )
+        >>> from augkit_cfm import CorrelatedFeatureMasking, compute_mutual_information
+        >>> cfm = CorrelatedFeatureMasking(mi=compute_mutual_information(corpus), n_correlates=1)
+        >>> cfm.masked_set("genre")
+        ('genre', 'subgenre')
+        >>> first, second = cfm(corpus, generator=torch.Generator().manual_seed(1))
+        >>> first.present[0], second.present[0]  # one seed for the batch: every row is alike
+        (tensor([False, False,  True]), tensor([ True,  True, False]))
     """
 
     name: ClassVar[str] = "cfm"

@@ -21,6 +21,24 @@ class ComplementaryMasking(PairAugmentation[torch.Tensor]):
     ⌊k/2⌋ drawn uniformly and view 2 masks the other ⌈k/2⌉, so the two views' masked sets are
     disjoint and cover the features. Parameters: the ``BoolTensor[B, k_schema]`` masked in
     view 1.
+
+    Examples:
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit_complementary import ComplementaryMasking
+        >>> first, second = ComplementaryMasking()(batch, generator=torch.Generator().manual_seed(1))
+        >>> first.present
+        tensor([[ True, False],
+                [False,  True],
+                [False,  True]])
+        >>> second.present
+        tensor([[False,  True],
+                [ True, False],
+                [ True, False]])
     """
 
     name: ClassVar[str] = "complementary"

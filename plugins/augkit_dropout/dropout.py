@@ -24,6 +24,24 @@ class ValueDropout(Augmentation[dict[str, torch.Tensor]]):
     of names; default: every multi-valued feature) must name multi-valued features.
     Parameters: per feature, the ``FloatTensor[B, max_len]`` of U[0, 1) draws; a value drops
     where its draw is below ``rate``.
+
+    Examples:
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit_dropout import ValueDropout
+        >>> view = ValueDropout(rate=0.5)(batch, generator=torch.Generator().manual_seed(0))
+        >>> batch.kept["tags"]
+        tensor([[ True,  True,  True],
+                [ True,  True, False],
+                [ True, False, False]])
+        >>> view.kept["tags"]  # every bag keeps at least one value
+        tensor([[False,  True, False],
+                [False,  True, False],
+                [ True, False, False]])
     """
 
     name: ClassVar[str] = "dropout"

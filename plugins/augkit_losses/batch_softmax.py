@@ -78,6 +78,19 @@ class BatchSoftmaxLoss(nn.Module):
     is corrected on one scale. Extra negatives are not gathered across ranks: every rank's
     queries are scored against the negatives it passes (pass the same draw on every rank to
     score all queries against it; DDP then averages its gradients like one process).
+
+    Examples:
+        Three queries, each scoring 1 with its own item and 0 with the others, at
+        ``temperature=1``: each loss is ``log(1 + 2/e)``. Items 1 and 2 have one id, so they
+        are not each other's negatives:
+
+        >>> import torch
+        >>> from augkit_losses import BatchSoftmaxLoss
+        >>> query = item = torch.eye(3)
+        >>> BatchSoftmaxLoss(temperature=1.0, reduction="none")(query, item)
+        tensor([0.5514, 0.5514, 0.5514])
+        >>> BatchSoftmaxLoss(temperature=1.0, reduction="none")(query, item, item_ids=torch.tensor([7, 9, 9]))
+        tensor([0.5514, 0.3133, 0.3133])
     """
 
     name: ClassVar[str] = "batch_softmax"

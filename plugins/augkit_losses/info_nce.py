@@ -35,6 +35,16 @@ class InfoNCELoss(nn.Module):
     against the ``z2`` rows of every rank (and, when ``symmetric``, its ``z2`` against every
     ``z1``), gradients included, with ``item_ids`` gathered for the duplicate mask; the scalar
     is this rank's share of the global mean times the world size, as for ``batch_softmax``.
+
+    Examples:
+        Two views that agree score lower than views paired with the wrong items:
+
+        >>> import torch
+        >>> from augkit_losses import InfoNCELoss
+        >>> loss = InfoNCELoss(temperature=1.0)
+        >>> z = torch.eye(3)
+        >>> loss(z, z), loss(z, z.roll(1, dims=0))
+        (tensor(0.5514), tensor(1.5514))
     """
 
     name: ClassVar[str] = "info_nce"

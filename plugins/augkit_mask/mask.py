@@ -20,6 +20,22 @@ class MaskFeatures(Augmentation[torch.Tensor]):
     ``features`` (a list or tuple of names, never a string) limits masking to those names
     (default: every feature of the batch's schema). ``granularity="batch"`` draws one pattern
     for the whole batch. Parameters: the ``BoolTensor[B, k]`` of features to mask.
+
+    Examples:
+        >>> import torch
+        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
+        >>> schema = FeatureSchema(
+        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+        ... )
+        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit_mask import MaskFeatures
+        >>> view = MaskFeatures(n=1)(batch, generator=torch.Generator().manual_seed(1))
+        >>> view.present  # exactly one feature masked per example
+        tensor([[ True, False],
+                [False,  True],
+                [False,  True]])
+        >>> MaskFeatures(p=0.5, features=["tags"]).to_config()
+        {'version': 1, 'name': 'mask', 'params': {'p': 0.5, 'features': ['tags'], 'granularity': 'example'}}
     """
 
     name: ClassVar[str] = "mask"

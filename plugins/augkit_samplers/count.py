@@ -23,6 +23,16 @@ class CountFrequency(nn.Module):
     the device per call; ``check_ids=False`` skips that sync for ids already validated (say,
     by `augkit.FeatureBatch.from_tensors`), and an out-of-range id then fails in indexing
     (IndexError on CPU, a device-side assert on CUDA).
+
+    Examples:
+        >>> import torch
+        >>> from augkit_samplers import CountFrequency
+        >>> frequency = CountFrequency(num_items=3).fit(torch.tensor([3, 1, 0]))
+        >>> frequency.log_prob(torch.tensor([0, 1, 2])).exp()  # (count + 1) / (4 + 3)
+        tensor([0.5714, 0.2857, 0.1429])
+        >>> frequency.update(torch.tensor([2, 2, 2]))
+        >>> frequency.log_prob(torch.tensor([0, 1, 2])).exp()  # (count + 1) / (7 + 3)
+        tensor([0.4000, 0.2000, 0.4000])
     """
 
     name: ClassVar[str] = "count"

@@ -65,6 +65,17 @@ class StreamingFrequency(nn.Module):
     (default) negative ids (augkit's missing/padding marker) raise instead of wrapping into a
     slot, which reads one bool back from the device per call; ``check_ids=False`` skips that
     sync for ids known to be non-negative.
+
+    Examples:
+        Item 0 is in every batch, item 1 in every other, item 2 in the second and fourth:
+
+        >>> import torch
+        >>> from augkit_samplers import StreamingFrequency
+        >>> frequency = StreamingFrequency(num_items=3, learning_rate=0.5)
+        >>> for ids in ([0, 1], [0, 2], [0, 1], [0, 2]):
+        ...     frequency.update(torch.tensor(ids))
+        >>> frequency.log_prob(torch.tensor([0, 1, 2])).exp()  # per-step probability of each
+        tensor([1.0000, 0.6667, 0.5000])
     """
 
     name: ClassVar[str] = "streaming"

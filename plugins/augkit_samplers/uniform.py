@@ -29,6 +29,14 @@ class UniformItemSampler:
 
     Draws happen on the generator's device and move to `device`; a generator on `device`
     avoids the copy.
+
+    Examples:
+        >>> import torch
+        >>> from augkit_samplers import UniformItemSampler
+        >>> batches = UniformItemSampler(num_items=6, batch_size=3).batches(torch.Generator().manual_seed(0))
+        >>> first, second = next(batches), next(batches)
+        >>> first.shape, torch.cat([first, second]).sort().values  # two batches: one permutation
+        (torch.Size([3]), tensor([0, 1, 2, 3, 4, 5]))
     """
 
     name: ClassVar[str] = "uniform_items"
