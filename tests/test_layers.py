@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "augkit", *sorted((ROOT / "plugins").glob("augkit_*"))]
 
-OPTIONAL = ("faiss", "optuna", "pyarrow", "tensorboard", "torch.utils.tensorboard", "matplotlib", "scipy", "fcntl", "msvcrt")
+OPTIONAL = ("faiss", "optuna", "pyarrow", "tensorboard", "torch.utils.tensorboard", "matplotlib", "scipy", "pytest", "fcntl", "msvcrt")
 """Modules that may be imported inside a function: optional heavy dependencies (an extra may be
 missing) and the platform's file-lock module."""
 
@@ -116,3 +116,14 @@ def test_the_command_line_help_loads_no_torch(args: list[str]) -> None:
         "print('torch loaded:', 'torch' in sys.modules)"
     )
     assert "Usage: " in out and out.splitlines()[-1] == "torch loaded: False", out
+
+
+def test_the_help_summaries_are_the_commands_own_first_sentences() -> None:
+    """`augkit --help` prints the summaries of COMMANDS without importing the commands; each
+    must be what click would print from the command itself."""
+    from augkit.cli import COMMANDS, main
+
+    for name, (_, summary) in COMMANDS.items():
+        command = main.get_command(None, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=10_000) == summary, name
