@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from augkit.batch import FeatureBatch
+    from augkit.train.rundir import OnExisting
 
 
 DEBUG_ENV = "AUGKIT_DEBUG"
@@ -296,6 +297,7 @@ def train(
 
     if resume and overwrite:
         raise click.UsageError("--resume continues the run and --overwrite replaces it; give one of them")
+    on_existing: OnExisting = "resume" if resume else "overwrite" if overwrite else "refuse"
     settings = _settings(
         config, overrides, {"name": name, "epochs": epochs, "seed": seed, "device": device}, without=DEFAULT_RUN
     )
@@ -303,12 +305,12 @@ def train(
         click.echo(dump_config(settings), nl=False)
         return
     if nproc is not None and nproc > 1:
-        _launch(nproc, config, resume=resume, overwrite=overwrite, overrides=overrides, options={
+        _launch(nproc, config, on_existing=on_existing, overrides=overrides, options={
             "name": name, "epochs": epochs, "seed": seed, "device": device,
         })
         return
     _show_progress_lines()
-    metrics = run_training(settings, resume=resume, overwrite=overwrite)
+    metrics = run_training(settings, on_existing=on_existing)
     if os.environ.get("RANK", "0") != "0":
         return
     k = settings.eval.ks[0]
@@ -316,7 +318,7 @@ def train(
     click.echo(f"test Recall@{k}: {recalls}; report: {settings.run_dir / 'report.md'}")
 
 
-def _launch(nproc: int, config: Path | None, *, resume: bool, overwrite: bool, overrides: Sequence[str], options: dict[str, Any]) -> None:
+def _launch(nproc: int, config: Path | None, *, on_existing: OnExisting, overrides: Sequence[str], options: dict[str, Any]) -> None:
     """``augkit train`` again in `nproc` processes through torch's launcher (``torchrun
     --standalone --nproc-per-node N -m augkit train ...``), with the same arguments."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -328,7 +330,7 @@ def _launch(nproc: int, config: Path | None, *, resume: bool, overwrite: bool, o
         raise click.UsageError("--nproc: already running under torchrun; leave --nproc out")
     arguments = ["--standalone", "--nproc-per-node", str(nproc), "-m", "augkit", "train"]
     arguments += [str(config)] if config else []
-    arguments += ["--resume"] * resume + ["--overwrite"] * overwrite
+    arguments += [f"--{on_existing}"] if on_existing != "refuse" else []  # --resume, --overwrite
     arguments += [part for override in overrides for part in ("--set", override)]
     arguments += [part for key, value in options.items() if value is not None for part in (f"--{key}", str(value))]
     try:

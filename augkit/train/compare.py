@@ -345,7 +345,8 @@ def fit(config: TrainConfig, dataset: RecDataset, *, resume: bool, overwrite: bo
     from augkit.train.run import build_run
 
     resumable = resume and (config.run_dir / CHECKPOINT_NAME).exists()
-    result = train(config, resume=resumable, overwrite=overwrite, parts=build_run(config, dataset))
+    on_existing = "resume" if resumable else "overwrite" if overwrite else "refuse"
+    result = train(config, on_existing=on_existing, parts=build_run(config, dataset))
     if result.best is None or result.best["score"] is None:
         raise ConfigError(
             f"run {config.name!r} has no validation score for {config.eval.monitor!r} (is its slice empty?); "

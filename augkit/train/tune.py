@@ -264,7 +264,7 @@ def study_dir(base: TrainConfig, variant: str) -> Path:
 
 
 def _fingerprint(base: TrainConfig, space: Mapping[str, Param]) -> dict[str, Any]:
-    from augkit.train.loop import RESUMABLE_KEYS
+    from augkit.train.checkpointing import RESUMABLE_KEYS
 
     data = config_to_dict(attrs.evolve(base, tune=None))
     for key in RESUMABLE_KEYS - {"epochs"}:
