@@ -103,7 +103,7 @@ def _ranks_worker(rank: int, world: int, steps: int, batch: int) -> dict[str, fl
         "progress": False, "output_dir": os.environ["AUGKIT_BENCH_DIR"], "name": f"w{world}",
         "checkpoint_every": 0, "main": {"batch_size": batch}, "ssl": {"batch_size": batch},
     })
-    result = train(config, overwrite=True, max_steps=steps)
+    result = train(config, on_existing="overwrite", max_steps=steps)
     local = torch.randn(batch // world, 64)
     started = time.perf_counter()
     for _ in range(steps):

@@ -1031,7 +1031,7 @@ def test_a_stale_checkpoint_temp_file_of_a_killed_write_is_removed(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / ".checkpoint.pt.123.abcd.tmp").write_bytes(b"half")
-    with hold(run_dir, resume=True, overwrite=False):
+    with hold(run_dir, on_existing="resume"):
         assert not list(run_dir.glob(".*.tmp"))
 
 

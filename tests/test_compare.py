@@ -50,7 +50,7 @@ def small(tmp_path, **changes):
 
 def compare(base, variants, seeds, *, resume=False, **options):
     """`run_compare` of the spec `compare_spec` builds from these arguments."""
-    return run_compare(compare_spec(base, variants, seeds, **options), resume=resume)
+    return run_compare(compare_spec(base, variants, seeds, **options), on_existing="resume" if resume else "refuse")
 
 
 # -- statistics -------------------------------------------------------------------------------

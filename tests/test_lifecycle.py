@@ -68,7 +68,7 @@ def test_best_checkpoint_is_the_best_validation_epoch(tmp_path):
 def test_resume_with_more_epochs_equals_the_longer_run(tmp_path):
     longer = run_training(small(tmp_path, name="whole", epochs=3))
     run_training(small(tmp_path, name="grown", epochs=1))
-    grown = run_training(small(tmp_path, name="grown", epochs=3), resume=True)
+    grown = run_training(small(tmp_path, name="grown", epochs=3), on_existing="resume")
     for key in ("model", "top_popular", "validation"):
         assert grown[key] == longer[key], key
     assert grown["training"]["steps"] == longer["training"]["steps"]
@@ -83,7 +83,7 @@ def test_resume_with_more_epochs_equals_the_longer_run(tmp_path):
 def test_a_finished_run_resumed_keeps_its_training_record(tmp_path):
     config = small(tmp_path, epochs=1)
     first = run_training(config)
-    again = run_training(config, resume=True)
+    again = run_training(config, on_existing="resume")
     assert again["training"] == first["training"]
     assert again["model"] == first["model"]
 

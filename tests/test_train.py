@@ -72,7 +72,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
     killed = small(tmp_path, name="killed", epochs=2)
     stopped = train(killed, max_steps=55)  # last checkpoint at step 40; steps 41..55 are lost
     assert not stopped.finished and stopped.steps == 55
-    resumed = train(killed, resume=True)
+    resumed = train(killed, on_existing="resume")
     assert resumed.finished and resumed.steps == whole.steps
     for name, tensor in whole.parts.model.state_dict().items():
         assert torch.equal(tensor, resumed.parts.model.state_dict()[name]), name
@@ -82,11 +82,11 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
 def test_resume_needs_a_checkpoint_and_the_same_config(tmp_path):
     config = small(tmp_path)
     with pytest.raises(CheckpointError, match="no checkpoint at"):
-        train(config, resume=True)
+        train(config, on_existing="resume")
     assert not config.run_dir.exists()  # nothing to continue: no directory left behind
     train(config, max_steps=20)
     with pytest.raises(ConfigError, match=r"another config; differing keys: optim.lr, ssl.alpha \("):
-        train(attrs.evolve(config, optim=attrs.evolve(config.optim, lr=0.1), ssl=attrs.evolve(config.ssl, alpha=0.5)), resume=True)
+        train(attrs.evolve(config, optim=attrs.evolve(config.optim, lr=0.1), ssl=attrs.evolve(config.ssl, alpha=0.5)), on_existing="resume")
 
 
 def test_unknown_keys_name_the_closest_valid_key(tmp_path):
@@ -178,12 +178,12 @@ def test_the_baseline_beside_equals_a_run_without_the_ssl_task(tmp_path):
     (config.run_dir / "baseline" / "checkpoint.pt").unlink()
     with pytest.raises(RunDirectoryError, match=r"holds another run's results \(.*baseline"):
         run_training(config)
-    resumed = run_training(config, resume=True)  # the baseline's checkpoint is gone: trained afresh
+    resumed = run_training(config, on_existing="resume")  # the baseline's checkpoint is gone: trained afresh
     assert resumed["baseline"]["model"] == alone["model"] and resumed["model"] == metrics["model"]
-    run_training(attrs.evolve(config, epochs=2), resume=True)  # both extended
+    run_training(attrs.evolve(config, epochs=2), on_existing="resume")  # both extended
     assert load_checkpoint(baseline_dir / "checkpoint.pt")["step"] == load_checkpoint(config.run_dir / "checkpoint.pt")["step"]
     (baseline_dir / "notes.txt").write_text("mine")
-    run_training(config, overwrite=True)  # replaces the run's files in baseline/ too, and only those
+    run_training(config, on_existing="overwrite")  # replaces the run's files in baseline/ too, and only those
     assert (baseline_dir / "metrics.json").exists() and (baseline_dir / "notes.txt").read_text() == "mine"
     assert (baseline_dir / "report.md").read_text().startswith("# Run `ssl/baseline`: the baseline of run `ssl`")
 

@@ -39,7 +39,7 @@ def test_a_study_resumes_and_best_toml_trains_the_best_trial(tmp_path):
     assert out == study_dir(base, "cfm") == tmp_path / "runs" / "default-tune-cfm"
     with pytest.raises(RunDirectoryError, match="--resume"):
         run_tune(base, "cfm", 3)
-    run_tune(base, "cfm", 3, resume=True)
+    run_tune(base, "cfm", 3, on_existing="resume")
     study = optuna.load_study(study_name="default-tune-cfm", storage=f"sqlite:///{out / 'study.db'}")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
@@ -56,7 +56,7 @@ def test_a_study_resumes_and_best_toml_trains_the_best_trial(tmp_path):
     for png in ("optimization_history.png", "param_importances.png", "slice.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in (out / "tune.md").read_text()
     # Asking for no more trials than there are runs none and rewrites the outputs.
-    run_tune(base, "cfm", 2, resume=True)
+    run_tune(base, "cfm", 2, on_existing="resume")
     assert len(optuna.load_study(study_name="default-tune-cfm", storage=f"sqlite:///{out / 'study.db'}").trials) == 3
 
 
@@ -66,14 +66,14 @@ def test_an_interrupted_trial_is_failed_and_retried_and_a_changed_config_refused
     study = optuna.load_study(study_name="default-tune-baseline", storage=f"sqlite:///{out / 'study.db'}")
     cut = study.ask()  # a trial left RUNNING, as by a killed process
     lr = cut.suggest_float("optim.lr", 1e-3, 1e-2)
-    run_tune(base, "baseline", 2, resume=True)
+    run_tune(base, "baseline", 2, on_existing="resume")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert trials[2].params["optim.lr"] == lr  # its parameters tried again
     with pytest.raises(ConfigError, match="another config"):
-        run_tune(attrs.evolve(base, epochs=2), "baseline", 3, resume=True)
+        run_tune(attrs.evolve(base, epochs=2), "baseline", 3, on_existing="resume")
     with pytest.raises(RunDirectoryError, match="no study"):
-        run_tune(base, "cfm", 1, resume=True)
+        run_tune(base, "cfm", 1, on_existing="resume")
 
 
 def test_the_default_spaces_fit_every_variant(tmp_path):

@@ -10,10 +10,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 from tqdm.auto import tqdm
 
 from augkit.train import TrainConfig, apply_overrides, config_from_dict, load_config
 from augkit.train.config import apply_values
+from augkit.train.rundir import OnExisting
 
 
 def settings_from(
@@ -43,3 +45,11 @@ def show_progress_lines() -> None:
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
         logger.addHandler(_TqdmHandler())
         logger.setLevel(logging.INFO)
+
+
+def on_existing(resume: bool, overwrite: bool) -> OnExisting:
+    """The one value ``--resume`` and ``--overwrite`` give (`augkit.train.OnExisting`); both
+    together are a usage error."""
+    if resume and overwrite:
+        raise click.UsageError("--resume continues the run and --overwrite replaces it; give one of them")
+    return "resume" if resume else "overwrite" if overwrite else "refuse"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from augkit.cli.common import settings_from, show_progress_lines
+from augkit.cli.common import on_existing, settings_from, show_progress_lines
 from augkit.experiments.compare import run_compare
 from augkit.experiments.spec import check_tuned, compare_spec, parse_defines, parse_grid
 from augkit.experiments.tune import run_tune
@@ -88,7 +88,7 @@ def compare(
         settings, names, seeds, alphas=alphas, grid=parse_grid(grid, [*VARIANTS, *defined]), tuned=configs,
         defined=defined, targets=targets,
     )
-    out = run_compare(spec, resume=resume, overwrite=overwrite)
+    out = run_compare(spec, on_existing=on_existing(resume, overwrite))
     click.echo((out / "compare.md").read_text(encoding="utf-8"))
     click.echo(f"written to {out}")
 
@@ -114,6 +114,6 @@ def tune(
     runs/<name>-tune-<variant>/study.db; writes best.toml (trains the winner), best.json and plots."""
     settings = settings_from(config, overrides)
     show_progress_lines()
-    out = run_tune(settings, variant, trials, resume=resume, overwrite=overwrite, timeout=timeout)
+    out = run_tune(settings, variant, trials, on_existing=on_existing(resume, overwrite), timeout=timeout)
     click.echo((out / "tune.md").read_text(encoding="utf-8"))
     click.echo(f"written to {out}")

@@ -12,10 +12,11 @@ import click
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import main as torchrun
 
-from augkit.cli.common import settings_from, show_progress_lines
+from augkit.cli.common import on_existing, settings_from, show_progress_lines
 from augkit.distributed import environment_world_size
 from augkit.train import dump_config, run_training
 from augkit.train.report import report_rows
+from augkit.train.rundir import OnExisting
 
 DEFAULT_RUN = {"eval": {"baseline": True}}
 """What ``augkit train`` without a config changes from the defaults: the baseline beside the
@@ -58,8 +59,7 @@ def train(
     report.md and plots (and baseline/, a run of its own). A default run takes about a minute
     on 2 CPU cores.
     """
-    if resume and overwrite:
-        raise click.UsageError("--resume continues the run and --overwrite replaces it; give one of them")
+    existing = on_existing(resume, overwrite)
     settings = settings_from(
         config, overrides, {"name": name, "epochs": epochs, "seed": seed, "device": device}, without=DEFAULT_RUN
     )
@@ -67,12 +67,12 @@ def train(
         click.echo(dump_config(settings), nl=False)
         return
     if nproc is not None and nproc > 1:
-        _launch(nproc, config, resume=resume, overwrite=overwrite, overrides=overrides, options={
+        _launch(nproc, config, on_existing=existing, overrides=overrides, options={
             "name": name, "epochs": epochs, "seed": seed, "device": device,
         })
         return
     show_progress_lines()
-    metrics = run_training(settings, resume=resume, overwrite=overwrite)
+    metrics = run_training(settings, on_existing=existing)
     if os.environ.get("RANK", "0") != "0":
         return
     k = settings.eval.ks[0]
@@ -80,14 +80,16 @@ def train(
     click.echo(f"test Recall@{k}: {recalls}; report: {settings.run_dir / 'report.md'}")
 
 
-def _launch(nproc: int, config: Path | None, *, resume: bool, overwrite: bool, overrides: Sequence[str], options: dict[str, Any]) -> None:
+def _launch(
+    nproc: int, config: Path | None, *, on_existing: OnExisting, overrides: Sequence[str], options: dict[str, Any]
+) -> None:
     """``augkit train`` again in `nproc` processes through torch's launcher (``torchrun
     --standalone --nproc-per-node N -m augkit train ...``), with the same arguments."""
     if environment_world_size() > 1:
         raise click.UsageError("--nproc: already running under torchrun; leave --nproc out")
     arguments = ["--standalone", "--nproc-per-node", str(nproc), "-m", "augkit", "train"]
     arguments += [str(config)] if config else []
-    arguments += ["--resume"] * resume + ["--overwrite"] * overwrite
+    arguments += [f"--{on_existing}"] if on_existing != "refuse" else []
     arguments += [part for override in overrides for part in ("--set", override)]
     arguments += [part for key, value in options.items() if value is not None for part in (f"--{key}", str(value))]
     try:

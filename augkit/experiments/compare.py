@@ -31,8 +31,9 @@ from augkit.experiments.report import compare_page
 from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target
 from augkit.experiments.stats import SIGNIFICANCE, mean_ci, paired, scipy_stats, summarise
 from augkit.experiments.training import COLD, READINGS, evaluate_chosen, fit
-from augkit.train.config import TrainConfig, config_to_dict
+from augkit.train.config import config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.rundir import OnExisting
 from augkit.train.run import build_augmentation, load_dataset
 
 log = logging.getLogger("augkit.train")
@@ -55,12 +56,12 @@ def check_targets(targets: Sequence[Target], chosen: Mapping[str, str], lifts: M
     return out
 
 
-def run_compare(spec: CompareSpec, *, resume: bool = False, overwrite: bool = False) -> Path:
+def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Path:
     """Run the comparison `spec` (`compare_spec`): select each variant's
     candidate on validation, test the chosen ones once, and write ``<output_dir>/<name>-compare/``
-    (compare.md, compare.json and the plots); see the module. `resume`: runs with a checkpoint
-    continue from it (a finished run is only reloaded); `overwrite` replaces earlier runs;
-    without either, a run directory holding results is an error."""
+    (compare.md, compare.json and the plots); see the module. `on_existing`: ``"resume"``, runs
+    with a checkpoint continue from it (a finished run is only reloaded); ``"overwrite"``
+    replaces earlier runs; ``"refuse"``, a run directory holding results is an error."""
     scipy_stats()  # the statistics need SciPy: ask for it before anything trains
     base = spec.base
     dataset = load_dataset(base)
@@ -75,7 +76,7 @@ def run_compare(spec: CompareSpec, *, resume: bool = False, overwrite: bool = Fa
             for seed in seed_list:
                 config = candidate.config(base, seed)
                 log.info("compare: training %s (seed %d)", candidate.label, seed)
-                validation.setdefault(candidate.label, []).append(fit(config, dataset, resume=resume, overwrite=overwrite))
+                validation.setdefault(candidate.label, []).append(fit(config, dataset, on_existing=on_existing))
     scores = {label: mean_ci([run["score"] for run in runs]) for label, runs in validation.items()}
     chosen: dict[str, str] = {}
     for variant in spec.variants:

@@ -17,18 +17,21 @@ from augkit.train.config import TrainConfig
 from augkit.train.evaluation import DECILE_PREFIX, evaluate_run, item_slices
 from augkit.train.loop import prepare, train
 from augkit.train.run import ITEM_ID_FEATURE, build_run
+from augkit.train.rundir import OnExisting
 
 READINGS = ("default", "trained")
 """The two readings of items never seen in training (`eval.unseen_ids`)."""
 COLD = "cold"
 
 
-def fit(config: TrainConfig, dataset: RecDataset, *, resume: bool, overwrite: bool) -> dict[str, Any]:
+def fit(config: TrainConfig, dataset: RecDataset, *, on_existing: OnExisting = "refuse") -> dict[str, Any]:
     """Train `config` (its checkpoints and ``best.pt`` in its run directory) and return its best
     validation: ``{"monitor", "score", "epoch", "step", "model": metrics}``. The test split is
-    not evaluated."""
-    resumable = resume and (config.run_dir / CHECKPOINT_NAME).exists()
-    result = train(config, resume=resumable, overwrite=overwrite, parts=build_run(config, dataset))
+    not evaluated. ``"resume"`` continues a run that has a checkpoint and trains one that has
+    none afresh."""
+    if on_existing == "resume" and not (config.run_dir / CHECKPOINT_NAME).exists():
+        on_existing = "refuse"
+    result = train(config, on_existing=on_existing, parts=build_run(config, dataset))
     if result.best is None or result.best["score"] is None:
         raise ConfigError(
             f"run {config.name!r} has no validation score for {config.eval.monitor!r} (is its slice empty?); "

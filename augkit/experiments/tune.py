@@ -48,7 +48,8 @@ from augkit.experiments.report import tune_page
 from augkit.experiments.training import fit
 from augkit.experiments.variants import DEFAULT_SPACES, set_path, variant_config, variant_overrides
 from augkit.train.config import TrainConfig, TuneConfig, TuneParam, config_from_dict, config_to_dict, dump_config
-from augkit.train.loop import RESUMABLE_KEYS
+from augkit.train.checkpointing import RESUMABLE_KEYS
+from augkit.train.rundir import OnExisting, check_on_existing
 from augkit.train.run import load_dataset
 
 log = logging.getLogger("augkit.train")
@@ -144,11 +145,10 @@ def run_tune(
     variant: str,
     trials: int,
     *,
-    resume: bool = False,
-    overwrite: bool = False,
+    on_existing: OnExisting = "refuse",
     timeout: float | None = None,
 ) -> Path:
-    """Run (or continue, with `resume`) the study of `variant` until it holds `trials` finished
+    """Run (or continue, with ``on_existing="resume"``; ``"overwrite"`` deletes an earlier one) the study of `variant` until it holds `trials` finished
     trials (or `timeout` seconds pass); write the study directory (see the module) and return it.
 
     A trial whose training diverges (`TrainingError`) is recorded as failed and counts; a trial
@@ -168,8 +168,9 @@ def run_tune(
     kinds = check_space(base, variant, space)
     out = study_dir(base, variant)
     db = out / STUDY_DB
+    resume = check_on_existing(on_existing) == "resume"
     if db.exists() and not resume:
-        if not overwrite:
+        if on_existing != "overwrite":
             raise RunDirectoryError(
                 f"{str(db)!r} holds a study already: continue it with --resume, or start afresh with --overwrite"
             )
@@ -214,7 +215,7 @@ def run_tune(
         config = trial_config(base, variant, params, name=f"trial-{trial.number:04d}", output_dir=str(trials_dir))
         trial.set_user_attr("config", dump_config(config))
         log.info("tune %s: trial %d, %s", variant, trial.number, ", ".join(f"{k}={v!r}" for k, v in params.items()))
-        result = fit(config, dataset, resume=False, overwrite=True)
+        result = fit(config, dataset, on_existing="overwrite")
         trial.set_user_attr("epoch", result["epoch"])
         return float(result["score"])
 

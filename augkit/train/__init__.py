@@ -19,8 +19,10 @@ from augkit.train.evaluation import evaluate_run
 from augkit.train.loop import TrainResult, joined, prepare, run_directory, run_loop, train
 from augkit.train.report import write_run_report
 from augkit.train.run import RunParts, build_run
+from augkit.train.rundir import OnExisting, check_on_existing
 
 __all__ = [
+    "OnExisting",
     "RunParts",
     "TrainConfig",
     "TrainResult",
@@ -47,22 +49,24 @@ def versions() -> dict[str, str]:
 
 
 def run_training(
-    config: TrainConfig, *, resume: bool = False, overwrite: bool = False, parts: RunParts | None = None
+    config: TrainConfig, *, on_existing: OnExisting = "refuse", parts: RunParts | None = None
 ) -> dict[str, Any]:
     """Train `config`, pick the best validation checkpoint, evaluate it once on the test split
     over the full corpus, write ``<output_dir>/<name>/`` and return the metrics (as in
-    ``metrics.json``). `parts` reuses pieces built by `build_run`; `resume` and `overwrite` as
-    in `train`. Under torchrun, every process calls it; the first writes the run directory."""
+    ``metrics.json``). `parts` reuses pieces built by `build_run`; `on_existing` as in
+    `train` (``"refuse"``, ``"resume"`` or ``"overwrite"``). Under torchrun, every process
+    calls it; the first writes the run directory."""
     with joined(config):  # the trained towers are gone before the process group is left
-        return _train_and_test(config, resume=resume, overwrite=overwrite, parts=parts)
+        return _train_and_test(config, on_existing=on_existing, parts=parts)
 
 
 def _train_and_test(
-    config: TrainConfig, *, resume: bool, overwrite: bool, parts: RunParts | None, baseline_of: str | None = None
+    config: TrainConfig, *, on_existing: OnExisting, parts: RunParts | None, baseline_of: str | None = None
 ) -> dict[str, Any]:
+    check_on_existing(on_existing)
     parts = prepare(config, parts)
-    with run_directory(parts.config.run_dir, resume=resume, overwrite=overwrite) as run_dir:
-        result = run_loop(parts, run_dir, resume=resume, max_steps=None)
+    with run_directory(parts.config.run_dir, on_existing=on_existing) as run_dir:
+        result = run_loop(parts, run_dir, on_existing=on_existing)
         distributed.barrier()  # best.pt is written by the first process
         if result.best is not None:
             best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
@@ -95,7 +99,7 @@ def _train_and_test(
         if parts.config.eval.baseline and parts.config.ssl.alpha == 0:
             log.info("eval.baseline: this run is the baseline (ssl.alpha = 0), so none is trained beside it")
         elif parts.config.eval.baseline:
-            report["baseline"] = _baseline_beside(parts, run_dir, resume=resume)
+            report["baseline"] = _baseline_beside(parts, run_dir, on_existing=on_existing)
             if write:
                 write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
     return report
@@ -113,15 +117,16 @@ def baseline_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     )
 
 
-def _baseline_beside(parts: RunParts, run_dir: Path, *, resume: bool) -> dict[str, Any]:
+def _baseline_beside(parts: RunParts, run_dir: Path, *, on_existing: OnExisting) -> dict[str, Any]:
     """Train and test the baseline of `parts`' config on the same data (see
     `TrainConfig.eval.baseline`); its report's training, validation and test metrics.
-    `resume` continues its checkpoint when it has one; otherwise it trains afresh, replacing
+    ``"resume"`` continues its checkpoint when it has one; otherwise it trains afresh, replacing
     what a run stopped before the baseline finished left (the directory is the run's own)."""
     config = baseline_config(parts.config, run_dir)
     log.info("training the baseline (ssl.alpha = 0) beside the model, in %s", config.run_dir)
-    continues = resume and (config.run_dir / CHECKPOINT_NAME).exists()
+    continues = on_existing == "resume" and (config.run_dir / CHECKPOINT_NAME).exists()
     report = _train_and_test(
-        config, resume=continues, overwrite=True, parts=build_run(config, parts.dataset), baseline_of=parts.config.name
+        config, on_existing="resume" if continues else "overwrite", parts=build_run(config, parts.dataset),
+        baseline_of=parts.config.name,
     )
     return {"run": BASELINE_RUN, **{key: report[key] for key in ("training", "validation", "model")}}

@@ -2,7 +2,7 @@
 
 ``<output_dir>/<name>/`` is locked with an OS file lock (released by the OS when the process
 dies, also on ``kill -9``), and a fresh run refuses a directory that holds another run's
-results unless told to overwrite them.
+results unless told to overwrite them: `OnExisting` says which.
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal, get_args
 
 from augkit.errors import RunDirectoryError
 from augkit.train.checkpoint import no_checkpoint
 
+OnExisting = Literal["refuse", "resume", "overwrite"]
+"""What a run does with its directory (``--resume``, ``--overwrite``, neither):
+``"refuse"`` a directory holding an earlier run's results (a fresh run, the default),
+``"resume"`` the run from its checkpoint (which must exist), or ``"overwrite"`` the results."""
+ON_EXISTING: tuple[OnExisting, ...] = get_args(OnExisting)
 LOCK_NAME = ".lock"
 RESULTS = (
     "checkpoint.pt", "best.pt", "metrics.json", "config.toml", "history.csv", "steps.csv",
@@ -26,15 +32,17 @@ SUB_RUNS = ("baseline",)
 
 
 @contextlib.contextmanager
-def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
+def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]:
     """Create and lock `run_dir` for this process; yield it; unlock on exit.
 
-    A second process is refused with the holder's pid. `resume` needs the directory to exist
-    (`CheckpointError` otherwise, creating nothing). Without `resume`, a directory with results
-    of an earlier run (its own or its `SUB_RUNS`') is refused unless `overwrite`, which then
-    removes them, and only them (after the lock is held, so never under a running process).
+    A second process is refused with the holder's pid. ``"resume"`` needs the directory to
+    exist (`CheckpointError` otherwise, creating nothing). Otherwise a directory with results
+    of an earlier run (its own or its `SUB_RUNS`') is refused (``"refuse"``) or they, and only
+    they, are removed (``"overwrite"``, after the lock is held, so never under a running
+    process).
     """
-    if resume and not run_dir.exists():  # nothing to continue: leave no empty directory behind
+    check_on_existing(on_existing)
+    if on_existing == "resume" and not run_dir.exists():  # nothing to continue: leave no empty directory behind
         raise no_checkpoint(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -45,10 +53,10 @@ def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
     with _locked(run_dir / LOCK_NAME):
         for stale in run_dir.glob(".*.tmp"):  # a checkpoint write cut short by a killed process
             stale.unlink()
-        if not resume:
+        if on_existing != "resume":
             found = [name for name in RESULTS if (run_dir / name).exists()]
             found += [f"{sub}/{name}" for sub in SUB_RUNS for name in RESULTS if (run_dir / sub / name).exists()]
-            if found and not overwrite:
+            if found and on_existing == "refuse":
                 raise RunDirectoryError(
                     f"run directory {str(run_dir)!r} holds another run's results ({', '.join(found)}); "
                     "continue it with --resume, replace it with --overwrite, or choose another --name"
@@ -56,6 +64,13 @@ def hold(run_dir: Path, *, resume: bool, overwrite: bool) -> Iterator[Path]:
             for name in found:
                 _remove(run_dir / name)
         yield run_dir
+
+
+def check_on_existing(value: object) -> OnExisting:
+    """`value` if it is one of `ON_EXISTING`, else a `ValueError` naming them."""
+    if value not in ON_EXISTING:
+        raise ValueError(f"on_existing must be one of {', '.join(map(repr, ON_EXISTING))}, got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _remove(path: Path) -> None:
