@@ -61,7 +61,31 @@ _HOMES: dict[str, str] = {
 }
 """Each public name and the module that defines it."""
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "AugkitError",
+    "Augmentation",
+    "BatchValidationError",
+    "CONFIG_VERSION",
+    "Categorical",
+    "ConfigError",
+    "Dense",
+    "FeatureBatch",
+    "FeatureSchema",
+    "MISSING",
+    "MultiCategorical",
+    "PairAugmentation",
+    "PluginError",
+    "Registry",
+    "SchemaError",
+    "Sequential",
+    "TwoViews",
+    "UnknownNameError",
+    "from_config",
+    "get_registry",
+    "hookimpl",
+    "load_plugins",
+    "load_run",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -127,3 +127,11 @@ def test_the_help_summaries_are_the_commands_own_first_sentences() -> None:
         command = main.get_command(None, name)
         assert command is not None and command.name == name
         assert command.get_short_help_str(limit=10_000) == summary, name
+
+
+def test_every_public_name_of_augkit_resolves_from_its_module() -> None:
+    import augkit
+
+    assert sorted(augkit.__all__) == sorted(augkit._HOMES)
+    for name in augkit.__all__:
+        assert getattr(augkit, name) is getattr(__import__(augkit._HOMES[name], fromlist=[name]), name)
