@@ -47,6 +47,7 @@ def all_gather(tensor: torch.Tensor, sizes: Sequence[int] | None = None) -> torc
     """
     if not is_distributed():
         return tensor
+    # optional: a private torch module, importable only where torch.distributed is built
     from torch.distributed._functional_collectives import all_gather_single_autograd, wait_tensor
 
     if sizes is None or len(set(sizes)) == 1:

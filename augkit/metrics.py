@@ -54,6 +54,7 @@ from typing import Any
 import attrs
 import torch
 
+from augkit import distributed
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
 
 DEFAULT_KS: tuple[int, ...] = (10, 50, 100)
@@ -576,8 +577,6 @@ def rank_across_processes(
     each rank ranks a contiguous part of the queries and the ranks are gathered, so every
     process gets the same ``LongTensor[test.nnz, 2]`` one process would. Without a process
     group, `rank_test_items` itself. Every rank passes the full arguments."""
-    from augkit import distributed
-
     if not distributed.is_distributed():
         return rank_test_items(query_emb, item_emb, test, exclude, **chunks)
     world, me = distributed.world_size(), distributed.rank()

@@ -22,6 +22,7 @@ from augkit.config_io import join, kind, strict, strict_converter, structure
 from augkit.data.sources import SOURCES
 from augkit.data.tables_config import TablesConfig, structure_tables
 from augkit.errors import ConfigError, UnknownNameError, check_known_keys
+from augkit.registry import get_registry
 from augkit.validators import (
     device,
     distinct,
@@ -29,6 +30,7 @@ from augkit.validators import (
     number,
     one_of,
     positive_integers,
+    Validator,
     registered,
     run_name,
 )
@@ -79,6 +81,22 @@ def _plugin_name(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(f"{attribute.name} must be a registered plugin name, got {value!r}")
 
 
+def registered_plugin(kind: str) -> Validator:
+    """A `Component` (or None) whose name the plugin registry knows as a `kind`: an unknown
+    name is the registry's `UnknownNameError` (the closest match, and the plugins that failed
+    to load), raised when the config is read, before any data is loaded."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Component | None) -> None:
+        if value is not None:
+            try:
+                get_registry().get(kind, value.name)
+            except UnknownNameError as error:
+                error.where = attribute.name
+                raise
+
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class Component:
     """A plugin the trainer composes, chosen by its registered name: a ``{ name = "...",
@@ -97,18 +115,18 @@ NO_ESTIMATOR = "none"
 @attrs.frozen(kw_only=True)
 class MainTaskConfig:
     batch_size: int = attrs.field(default=512, validator=integer(1))
-    loss: Component = Component(name="batch_softmax")
+    loss: Component = attrs.field(default=Component(name="batch_softmax"), validator=registered_plugin("loss"))
     """The main loss (kind ``loss``), built with ``temperature``, ``logq_correction``,
     ``gather`` and its params."""
     temperature: float = attrs.field(default=0.05, validator=_temperature)
-    logq: Component | None = Component(name="count")
+    logq: Component | None = attrs.field(default=Component(name="count"), validator=registered_plugin("sampler"))
     """The item-frequency estimator for the logQ correction (kind ``sampler``, Yi et al.,
     RecSys 2019), built with ``num_items`` and its params; a name alone (``"count"``,
     ``"streaming"``) is short for ``{ name = ... }``, ``"none"`` turns the correction off."""
     logq_correction: str = attrs.field(default="standard", validator=one_of("standard", "corrected"))
     """``standard``: every column's logit minus its log q; ``corrected`` (Khrylchenko et al.,
     RecSys 2025): the positive's logit stays uncorrected."""
-    negatives: Component | None = None
+    negatives: Component | None = attrs.field(default=None, validator=registered_plugin("sampler"))
     """Extra negatives each step (kind ``sampler``, built with ``num_items`` and its params):
     the items it draws join the in-batch negatives, with the mixture's logQ."""
     uniform_negatives: int = attrs.field(default=0, validator=integer(0))
@@ -120,7 +138,7 @@ class MainTaskConfig:
     feature_dropout: float = attrs.field(default=0.0, validator=number(0, high=1, open_high=True))
     """FD baseline: mask each item feature of the main task with this probability; short for
     ``augmentation = { name = "mask", params = { p = P } }``."""
-    regularizer: Component = Component(name="spread_out")
+    regularizer: Component = attrs.field(default=Component(name="spread_out"), validator=registered_plugin("loss"))
     """The regulariser on the batch's item embeddings (kind ``loss``, built with ``gather``
     and its params), weighted by `spread_out`."""
     spread_out: float = attrs.field(default=0.0, validator=_weight)
@@ -154,7 +172,7 @@ class SSLConfig:
     """Weight of the SSL loss; 0 turns the SSL task off (the baseline). The paper searched
     {0.1, 0.3, 1, 3}."""
     batch_size: int = attrs.field(default=512, validator=integer(2))
-    loss: Component = Component(name="info_nce")
+    loss: Component = attrs.field(default=Component(name="info_nce"), validator=registered_plugin("loss"))
     """The SSL loss on the two views (kind ``loss``), built with ``temperature``, ``gather``
     and its params."""
     temperature: float = attrs.field(default=0.1, validator=_temperature)
