@@ -4,8 +4,10 @@ torch runs one OpenMP thread per core and its workers spin-wait between parallel
 another process is busy, a worker loses its core and every parallel region waits for it, so a
 training step gets several times slower. augkit's policy, measured in ``docs/performance.md``:
 
-* ``OMP_WAIT_POLICY=PASSIVE`` when augkit is imported before torch, unless the variable is
-  set (yours wins; set ``OMP_WAIT_POLICY=ACTIVE`` or import torch first to keep torch's);
+* ``OMP_WAIT_POLICY=PASSIVE``, set by `apply` before torch loads unless the variable is set
+  (yours wins; set ``OMP_WAIT_POLICY=ACTIVE`` to keep torch's). Importing augkit sets nothing:
+  the ``augkit`` command calls `apply` before a command loads torch; in your own training loop,
+  call it before the first ``import torch`` (or set the variable yourself);
 * the trainer's ``threads = 0`` (the default) runs `default_threads` threads: ``OMP_NUM_THREADS``
   when set, else one fewer than the cores (at least 1), so one busy process does not stall it.
 """

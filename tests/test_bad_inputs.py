@@ -395,7 +395,7 @@ def _boom(*args: Any, **kwargs: Any) -> None:
 def test_an_unexpected_exception_is_one_line_that_says_how_to_see_it(work: Workdir, monkeypatch: pytest.MonkeyPatch) -> None:
     work.write(CONFIG, config_text())
     work.freeze()
-    monkeypatch.setattr(augkit.train, "run_training", _boom)
+    monkeypatch.setattr("augkit.cli.train.run_training", _boom)  # the name the command calls
     line = assert_refused(invoke(["train", CONFIG]), ["ZeroDivisionError", "a planted bug", "--traceback", "AUGKIT_DEBUG=1"])
     assert "bug" in line
     # --traceback (and AUGKIT_DEBUG=1) let the exception through, to show where it came from
@@ -448,7 +448,7 @@ def test_ctrl_c_says_how_to_resume_and_never_aborted(work: Workdir, monkeypatch:
     def interrupt(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(augkit.train, "run_training", interrupt)
+    monkeypatch.setattr("augkit.cli.train.run_training", interrupt)
     assert_refused(invoke(["train", CONFIG]), ["interrupted", "--resume"], exit_code=130)
     work.assert_untouched(nothing_written=True)
 

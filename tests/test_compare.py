@@ -113,7 +113,7 @@ def _fake(monkeypatch, validation_score, test_score):
         slices = ["all", "head", "tail", "cold", *(f"decile_{d}" for d in range(10))]
         return {s: dict(row) for s in slices}
 
-    def fit(config, dataset, *, resume, overwrite):
+    def fit(config, dataset, *, on_existing):
         calls["fit"].append(config.name)
         return {"monitor": config.eval.monitor, "score": validation_score(config.name), "epoch": 1, "step": 1,
                 "model": metrics(validation_score(config.name))}

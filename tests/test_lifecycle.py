@@ -225,7 +225,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_metrics(tmp_path):
     assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
 
 
-def test_thread_policy_is_passive_unless_the_user_chose_or_torch_came_first():
+def test_thread_policy_is_applied_by_the_command_line_unless_the_user_chose_or_torch_came_first():
     import os
     import subprocess
     import sys
@@ -235,6 +235,9 @@ def test_thread_policy_is_passive_unless_the_user_chose_or_torch_came_first():
     run = lambda code, **extra: subprocess.run(  # noqa: E731
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**env, **extra}
     ).stdout.strip()
-    assert run(f"import augkit; {show}") == "PASSIVE"
-    assert run(f"import augkit; {show}", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
-    assert run(f"import torch, augkit; {show}") == "None"
+    command = "from augkit.cli import main; main.get_command(None, 'plugins'); "
+    assert run(f"import augkit; {show}") == "None"  # an import changes nothing
+    assert run(f"{command}{show}") == "PASSIVE"  # the command line, before a command loads torch
+    assert run(f"{command}{show}", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+    assert run(f"import torch; from augkit import threads; threads.apply(); {show}") == "None"
+    assert run(f"from augkit import threads; threads.apply(); {show}") == "PASSIVE"
