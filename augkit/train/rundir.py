@@ -105,7 +105,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _try_lock(handle: object) -> bool:
     try:
-        import fcntl
+        import fcntl  # the platform's file lock: POSIX here, msvcrt on Windows
     except ImportError:  # Windows
         import msvcrt
 

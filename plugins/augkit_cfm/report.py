@@ -40,7 +40,7 @@ def plot_matrix(mi: MutualInformation, path: str | os.PathLike[str], *, title: s
 
     Uses matplotlib's Agg canvas directly, so no global backend is set.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: loaded only when a plot is asked for
     from matplotlib.figure import Figure
 
     k = len(mi.names)
