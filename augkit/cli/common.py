@@ -30,17 +30,52 @@ def settings_from(
     return settings
 
 
+WARNING_LINE = "warning: "
+"""How a line of a longer log message starts when it is a warning (the start-up summary's data
+warnings: ``warning: items[0] 'tags.tsv': no row for 3 of the 8 logged items; ...``)."""
+
+
+class OncePerCommand:
+    """Each distinct warning once per command: `unseen` drops a message at ``WARNING`` or
+    above that was shown before, and a line starting with `WARNING_LINE` once shown (the rest
+    of its message is kept). `augkit tune` and `augkit compare` load the data once but start a
+    run per trial or seed, and each run logs the data's warnings."""
+
+    def __init__(self) -> None:
+        self.shown: set[str] = set()
+
+    def unseen(self, message: str, *, warning: bool) -> str:
+        """`message` less what was shown before ("" when nothing is left); remembers it."""
+        if warning:
+            seen = message in self.shown
+            self.shown.add(message)
+            return "" if seen else message
+        lines = message.split("\n")
+        warned = {line for line in lines if line.startswith(WARNING_LINE)}
+        kept = [line for line in lines if line not in warned or line not in self.shown]
+        self.shown |= warned
+        return "\n".join(kept)
+
+
+_ONCE = OncePerCommand()
+
+
 class _TqdmHandler(logging.Handler):
-    """Log lines on stderr that do not break a progress bar."""
+    """Log lines on stderr that do not break a progress bar, each distinct warning once
+    (`OncePerCommand`)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        tqdm.write(self.format(record), file=sys.stderr)
+        text = _ONCE.unseen(self.format(record), warning=record.levelno >= logging.WARNING)
+        if text:
+            tqdm.write(text, file=sys.stderr)
 
 
 def show_progress_lines() -> None:
-    """Show the trainer's log lines on stderr, above the progress bar."""
+    """Show the trainer's log lines on stderr, above the progress bar, each distinct warning
+    once from here on (`OncePerCommand`); a command calls it once, when it starts."""
     if os.environ.get("RANK", "0") != "0":  # under torchrun, the first process speaks for all
         return
+    _ONCE.shown.clear()  # a new command (the tests run several in one process)
     logger = logging.getLogger("augkit.train")
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
         logger.addHandler(_TqdmHandler())

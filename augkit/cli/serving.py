@@ -43,7 +43,7 @@ def _print_ranked(result: Any, what: str, as_json: bool) -> None:
         for r, item in enumerate(result.items[q]):
             if item is None:
                 continue
-            title = "" if result.titles is None else f"  {result.titles[q][r]}"
+            title = "" if result.titles is None or result.titles[q][r] is None else f"  {result.titles[q][r]}"
             click.echo(f"{r + 1:>4}  {item!s:<12} {scores[q][r]:.4f}{title}")
 
 

@@ -127,13 +127,13 @@ def _vocabularies(value: Mapping[str, Iterable[Any]]) -> Mapping[str, tuple[Any,
 @attrs.frozen(eq=False)
 class DataKeys:
     """The raw side of a data set: user and item keys, item titles (``None`` when the loader
-    has none; ``titles[i]`` is item i's), and ``item_vocabularies[name][id]``, the raw value
+    has none; ``titles[i]`` is item i's, ``None`` for an item without one), and ``item_vocabularies[name][id]``, the raw value
     behind ``id`` of item feature ``name`` (``user_vocabularies`` likewise; dense features and
     features whose loader keeps no vocabulary have none)."""
 
     users: KeyIndex
     items: KeyIndex
-    titles: tuple[str, ...] | None = None
+    titles: tuple[str | None, ...] | None = None
     item_vocabularies: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict, converter=_vocabularies)
     user_vocabularies: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict, converter=_vocabularies)
 

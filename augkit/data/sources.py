@@ -10,7 +10,7 @@ with its `DataKeys` (the raw user and item keys behind the dense ids, for servin
   `load_movielens_items`.
 * ``tables``: your own files, described by ``data.tables`` (`TablesConfig`); the keys and
   vocabularies that `read_tables` returns: strings, or ints where ``key_type`` is ``"int"``;
-  no titles.
+  the titles of an item file's ``title`` column, if one names it.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def _tables_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
     return dataset, DataKeys(
         users=KeyIndex("user", dataset.name, keys("user", loaded.users.vocabularies["user_id"])),
         items=KeyIndex("item", dataset.name, keys("item", loaded.items.vocabularies["item_id"])),
+        titles=loaded.titles,
         item_vocabularies=loaded.items.vocabularies,
         user_vocabularies=loaded.users.vocabularies,
     )

@@ -208,6 +208,10 @@ class LoadedTables:
     dataset: RecDataset
     items: ItemTable
     users: ItemTable
+    titles: tuple[str | None, ...] | None = None
+    """``titles[id]``: the display text of item ``id`` from the ``title`` column of an item file
+    (``None`` where its cell is empty or the file has no row for it); ``None`` without a title
+    column."""
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -241,14 +245,20 @@ def read_tables(
       dense feature must have one value per key, a multi-valued one gathers its values in a bag
       (a set: repeated values count once). A Parquet list column is a bag per row.
     * The join of each feature file with the log is reported in ``dataset.warnings``: how many
-      logged keys have no row in it, and how many of its keys are never logged.
+      logged keys have no row in it, and how many of its keys are never logged. So are bags
+      cut to ``max_len`` (``on_overflow = "truncate"``: each keeps its first values in file
+      order), and a feature without ``max_len`` whose longest bag is more than `WIDE_PADDING`
+      times the 99th percentile of its non-empty bags (every bag is padded to the longest).
+    * An item file's ``title`` column gives each item a display text (`LoadedTables.titles`;
+      in long form, the first non-empty cell of the item's records); it is not a feature.
 
     Bad files raise `ConfigError` (or `UnknownNameError` for a missing column) naming the file,
     line and column: missing file, wrong number of fields, unterminated quote, empty
     key/user/item/timestamp, a timestamp that is neither an integer nor ISO-8601 (or mixes the
     two), a key that is not an integer under ``key_type = "int"``, a non-numeric or non-finite
     dense value, a key twice in a wide-form file, conflicting single values, a bag longer than
-    ``max_len``, a feature file none of whose keys is in the log.
+    ``max_len`` (unless ``on_overflow = "truncate"``), a feature file none of whose keys is in
+    the log.
     """
     if not isinstance(config, TablesConfig):
         config = TablesConfig.from_dict(config, base_dir=base_dir)
@@ -258,15 +268,15 @@ def read_tables(
     log = _read(spec, [c for c in (spec.user, spec.item, spec.timestamp) if c is not None])
     timestamps = None if spec.timestamp is None else _timestamps(log, spec.timestamp)
     report: list[str] = []
-    items, item_log = _entity(_Logged("item", log, spec.item, config.key_type.item), config.items, report)
-    users, user_log = _entity(_Logged("user", log, spec.user, config.key_type.user), config.users, report)
+    items, item_log, titles = _entity(_Logged("item", log, spec.item, config.key_type.item), config.items, report)
+    users, user_log, _ = _entity(_Logged("user", log, spec.user, config.key_type.user), config.users, report)
     interactions = InteractionLog(
         torch.from_numpy(user_log),
         torch.from_numpy(item_log),
         None if timestamps is None else torch.from_numpy(timestamps),
     )
     dataset = RecDataset(config.name, items.corpus, users.corpus, interactions, warnings=report)
-    return LoadedTables(dataset, items, users)
+    return LoadedTables(dataset, items, users, titles)
 
 
 @attrs.frozen(eq=False)
@@ -284,12 +294,16 @@ class _Logged:
 
 def _entity(
     logged: _Logged, configs: Sequence[FeatureFile], report: list[str]
-) -> tuple[ItemTable, np.ndarray]:
-    """The feature table of the items (or users) and the ids of the logged keys; appends the
-    join report of each feature file to `report`."""
+) -> tuple[ItemTable, np.ndarray, tuple[str | None, ...] | None]:
+    """The feature table of the items (or users), the ids of the logged keys and the titles
+    (None without a title column); appends the join report of each feature file, and its
+    notes on bag widths, to `report`."""
     entity = logged.entity
     log_keys = logged.keys()
-    files = [(file, _read(file, [file.key, *(f.column for f in file.features)])) for file in configs]
+    files = [
+        (file, _read(file, [file.key, *([] if file.title is None else [file.title]), *(f.column for f in file.features)]))
+        for file in configs
+    ]
     keys = [_keys(table, file.key, f"{entity} key", logged.key_type) for file, table in files]
     vocabulary, ids = encode(np.concatenate([log_keys, *keys]))
     size = len(vocabulary)
@@ -299,12 +313,15 @@ def _entity(
     values = {f"{entity}_id": np.arange(size)}
     present = {f"{entity}_id": np.ones(size, dtype=bool)}
     vocabularies: dict[str, tuple[str, ...]] = {f"{entity}_id": vocabulary}
+    titles = None
     per_file = zip(files, keys, np.split(ids, bounds[:-1])[1:], strict=True)
     for i, ((file, table), file_keys, rows) in enumerate(per_file):
         where = f"{entity}s[{i}] {str(file.path)!r}"
         report.extend(_join(where, logged, log_keys, logged_ids, file, table, file_keys, rows))
         if file.form == "wide":
             _unique_keys(entity, file, table, rows)
+        if file.title is not None:
+            titles = _titles(table, file.title, rows, size)
         for feature in file.features:
             raw = table.cells[file.key]
             if feature.type == "dense":
@@ -313,14 +330,26 @@ def _entity(
                 )
             else:
                 spec, values[feature.name], vocabularies[feature.name] = _feature(
-                    entity, table, feature, file.form, raw, rows, size
+                    where, entity, table, feature, file.form, raw, rows, size, report
                 )
                 present[feature.name] = np.ones(size, dtype=bool)
             specs.append(spec)
     schema = FeatureSchema(specs)
     mask = torch.from_numpy(np.stack([present[name] for name in schema.names], axis=1))
     corpus = FeatureBatch.from_tensors(schema, values, present=mask)
-    return ItemTable(schema, corpus, vocabularies), ids[: log_keys.size]
+    return ItemTable(schema, corpus, vocabularies), ids[: log_keys.size], titles
+
+
+def _titles(table: Table, column: Column, rows: np.ndarray, size: int) -> tuple[str | None, ...]:
+    """The title of each of `size` ids: the first non-empty cell of `column` among the records
+    of the id (`rows`: the id of each record), else None."""
+    cells = table.scalar(column, "title")
+    filled = np.flatnonzero(cells != "")
+    owners, first = np.unique(rows[filled], return_index=True)
+    titles: list[str | None] = [None] * size
+    for owner, record in zip(owners.tolist(), filled[first].tolist(), strict=True):
+        titles[owner] = str(cells[record])
+    return tuple(titles)
 
 
 def _join(
@@ -377,6 +406,7 @@ def _unique_keys(entity: str, file: FeatureFile, table: Table, rows: np.ndarray)
 
 
 def _feature(
+    where: str,
     entity: str,
     table: Table,
     feature: FeatureColumn,
@@ -384,10 +414,11 @@ def _feature(
     keys: np.ndarray,
     rows: np.ndarray,
     size: int,
+    report: list[str],
 ) -> tuple[Categorical | MultiCategorical, np.ndarray, tuple[str, ...]]:
     """Spec, ``-1``-padded ids (``[size]`` or ``[size, max_len]``) and vocabulary of a
     categorical or multi-valued feature; `keys` are the raw keys of the file's records, `rows`
-    their ids."""
+    their ids. A bag feature's notes on its width go to `report`, prefixed by `where`."""
     records, raw = _split(table, feature, form)
     if not raw.size:
         _no_value(table, feature)
@@ -408,20 +439,62 @@ def _feature(
         out = np.full(size, MISSING, dtype=np.int64)
         out[owners] = ids
         return Categorical(name=feature.name, num_values=len(vocabulary)), out, vocabulary
-    bags = pad_bags(owners, ids, size)
-    width = bags.shape[1]
-    if feature.max_len is not None:
-        if width > feature.max_len:
-            longest = int(np.argmax((bags != MISSING).sum(axis=1)))
-            record = int(records[owners == longest][0])
+    owners, ids, records = _first_occurrences(owners, ids, records)
+    sizes = np.bincount(owners, minlength=size)
+    longest, limit = int(sizes.max(initial=0)), feature.max_len
+    if limit is not None and longest > limit:
+        if feature.on_overflow == "error":
+            record = int(records[owners == int(np.argmax(sizes))][0])
             _fail(
                 f"{table.where(record, feature.column)}: {entity} "
-                f"{str(keys[record])!r} has {width} values of "
-                f"{feature.name!r}, more than max_len={feature.max_len}"
+                f"{str(keys[record])!r} has {longest} values of "
+                f"{feature.name!r}, more than max_len={limit} (on_overflow = \"truncate\" keeps the first {limit})"
             )
-        bags = np.pad(bags, ((0, 0), (0, feature.max_len - width)), constant_values=MISSING)
+        order = np.argsort(owners, kind="stable")  # by bag, each in file order
+        place = np.arange(owners.size) - (np.cumsum(sizes) - sizes)[owners[order]]
+        kept = np.zeros(owners.size, dtype=bool)
+        kept[order] = place < limit
+        owners, ids = owners[kept], ids[kept]
+        cut = int((sizes > limit).sum())
+        report.append(
+            f"{where}: feature {feature.name!r}: {cut} {'bag' if cut == 1 else 'bags'} truncated to "
+            f"max_len={limit} values (on_overflow = \"truncate\": each keeps its first values in file order)"
+        )
+    bags = pad_bags(owners, ids, size)
+    if limit is None:
+        report.extend(_wide_padding(where, feature, sizes))
+    else:
+        bags = np.pad(bags, ((0, 0), (0, limit - bags.shape[1])), constant_values=MISSING)
     spec = MultiCategorical(name=feature.name, num_values=len(vocabulary), max_len=bags.shape[1])
     return spec, bags, vocabulary
+
+
+def _first_occurrences(owners: np.ndarray, ids: np.ndarray, records: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The distinct (owner, id) pairs in order of first occurrence, each with its record."""
+    _, first = np.unique(np.stack([owners, ids], axis=1), axis=0, return_index=True)
+    first.sort()
+    return owners[first], ids[first], records[first]
+
+
+WIDE_PADDING = 2.0
+"""A bag feature without ``max_len`` is padded to its longest bag; `read_tables` warns when that
+width is more than this many times the 99th percentile of the feature's non-empty bags."""
+
+
+def _wide_padding(where: str, feature: FeatureColumn, sizes: np.ndarray) -> list[str]:
+    """A warning when the longest of the bag `sizes` is far above the 99th percentile."""
+    filled = sizes[sizes > 0]
+    if not filled.size:
+        return []
+    longest, typical = int(filled.max()), int(np.quantile(filled, 0.99, method="higher"))
+    if longest <= WIDE_PADDING * typical:
+        return []
+    longer = int((filled > typical).sum())
+    return [(
+        f"{where}: feature {feature.name!r}: every bag is padded to the longest, {longest} values, while 99% "
+        f"of the non-empty bags hold at most {typical}; max_len = {typical} with on_overflow = \"truncate\" "
+        f"would store {typical} (and truncate {longer} {'bag' if longer == 1 else 'bags'})"
+    )]
 
 
 def _no_value(table: Table, feature: FeatureColumn) -> NoReturn:

@@ -5,9 +5,10 @@ config or a plain mapping (`TablesConfig.from_dict`), read by `augkit.data.table
   record; ``user``/``item`` (required) and ``timestamp`` (optional: integer Unix seconds, or
   ISO-8601 times) are columns.
 * ``items``, ``users`` (optional) = lists of feature files, each
-  ``{path, sep, header, encoding, key, form, features}``: ``key`` is the item (user) column;
-  ``features`` maps each feature name to ``{type, column, max_len, separator, pattern,
-  lowercase}``; ``type`` is one of `FEATURE_TYPES`.
+  ``{path, sep, header, encoding, key, form, title, features}``: ``key`` is the item (user)
+  column; ``title`` (item files only, at most one) a column shown beside each item's key by
+  serving, never a feature; ``features`` maps each feature name to ``{type, column, max_len,
+  on_overflow, separator, pattern, lowercase}``; ``type`` is one of `FEATURE_TYPES`.
 * ``key_type`` (optional): how keys compare, ``"str"`` (default) or ``"int"`` for every key, or
   ``{user = ..., item = ...}`` (`KeyTypes`).
 * ``name`` (optional): the data set's name (default ``"tables"``).
@@ -49,10 +50,15 @@ KEY_TYPES: tuple[str, ...] = ("str", "int")
 """``str``: keys compare as text, NFC-normalised; ``int``: as integers (``01`` is ``1``)."""
 FORMS: tuple[str, ...] = ("wide", "long")
 """``wide``: one record per key. ``long``: one record per (key, value); values gather in bags."""
+OVERFLOWS: tuple[str, ...] = ("error", "truncate")
+"""What a bag longer than its feature's ``max_len`` does: ``error`` (the default) stops the
+read naming the key; ``truncate`` keeps the bag's first ``max_len`` distinct values in file
+order (the order of the cell's values, or of a long-form file's records), and the read counts
+the truncated bags in its warnings."""
 
 
 def _column(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is None and attribute.name == "timestamp":
+    if value is None and attribute.name in ("timestamp", "title"):
         return
     named = isinstance(value, str) and value != ""
     indexed = type(value) is int and value >= 0
@@ -83,8 +89,9 @@ def _named_columns_need_a_header(file: Source, columns: Mapping[str, Column | No
 class FeatureColumn:
     r"""Feature `name` read from `column`: ``categorical`` (one value per key),
     ``multi_categorical`` (a bag per key; `separator` splits a cell into values, required in
-    wide form unless the column is a Parquet list or `pattern` finds the values; `max_len`, at
-    least the longest bag, fixes the width, default the longest bag) or ``dense`` (one finite
+    wide form unless the column is a Parquet list or `pattern` finds the values; `max_len`
+    fixes the width, default the longest bag; a longer bag is an error, or with `on_overflow`
+    ``"truncate"`` keeps its first `max_len` values, see `OVERFLOWS`) or ``dense`` (one finite
     number per key).
 
     `pattern`, a Python regular expression with at most one group, takes the values out of
@@ -100,6 +107,7 @@ class FeatureColumn:
     type: str = attrs.field(validator=registered("feature type", FEATURE_TYPES))
     column: Column = attrs.field(validator=_column)
     max_len: int | None = attrs.field(default=None, validator=attrs.validators.optional(integer(1)))
+    on_overflow: str = attrs.field(default="error", validator=one_of(*OVERFLOWS))
     separator: str | None = attrs.field(default=None, validator=_optional_text(""))
     pattern: str | None = attrs.field(default=None, validator=_optional_text(" (a Python regular expression)"))
     lowercase: bool = False
@@ -113,6 +121,10 @@ class FeatureColumn:
             for key in ("max_len", "separator"):
                 if getattr(self, key) is not None:
                     raise ValueError(f"{key} applies to multi_categorical features only")
+            if self.on_overflow != "error":
+                raise ValueError("on_overflow applies to multi_categorical features only")
+        if self.on_overflow != "error" and self.max_len is None:
+            raise ValueError(f"on_overflow = {self.on_overflow!r} needs max_len (the width a bag is cut to)")
         if self.type == "dense" and (self.pattern is not None or self.lowercase):
             raise ValueError("pattern and lowercase apply to categorical and multi_categorical features only")
         if self.pattern is not None:
@@ -154,10 +166,13 @@ class FeatureColumn:
 @attrs.frozen(kw_only=True)
 class FeatureFile(Source):
     """Features of items (or users) in a table file, keyed by column `key`, in `form` ``wide``
-    or ``long``."""
+    or ``long``. `title` (optional, item files only) names a column of display text, e.g. a
+    movie's title: serving prints it beside the item's key (`augkit recommend`); it is never a
+    feature."""
 
     key: Column = attrs.field(validator=_column)
     form: str = attrs.field(default="wide", validator=one_of(*FORMS))
+    title: Column | None = attrs.field(default=None, validator=_column)
     features: tuple[FeatureColumn, ...] = attrs.field(converter=tuple)
 
     def __attrs_post_init__(self) -> None:
@@ -165,7 +180,7 @@ class FeatureFile(Source):
         if not self.features:
             raise ValueError("features is empty; name at least one feature")
         _named_columns_need_a_header(
-            self, {"key": self.key, **{f"features.{f.name}.column": f.column for f in self.features}}
+            self, {"key": self.key, "title": self.title, **{f"features.{f.name}.column": f.column for f in self.features}}
         )
         if self.is_parquet:
             return  # a list column needs no separator: checked when read
@@ -233,6 +248,14 @@ class TablesConfig:
                             f"{str(owner[feature.name])!r} and {str(file.path)!r}"
                         )
                     owner[feature.name] = file.path
+        for file in self.users:
+            if file.title is not None:
+                raise ValueError(f"title applies to item files only; {str(file.path)!r} is a user file")
+        titled = [file.path for file in self.items if file.title is not None]
+        if len(titled) > 1:
+            raise ValueError(
+                f"title is given by {str(titled[0])!r} and {str(titled[1])!r}; name it in one item file"
+            )
 
     @classmethod
     def from_dict(

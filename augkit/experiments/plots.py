@@ -15,6 +15,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from augkit.experiments.report import few_trials_caveat
 from augkit.experiments.spec import Candidate
 from augkit.experiments.stats import mean_ci
 from augkit.experiments.training import COLD
@@ -120,7 +121,9 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
 def tune_plots(study: Any, out: Path, complete: int, params: int) -> dict[str, str]:
     """Optuna's matplotlib plots of `study` as PNG in `out`: the optimisation history, and the
     parameter importances and slice plot when there are at least 3 `complete` trials and a
-    parameter; ``{file: title}``."""
+    parameter; ``{file: title}``. The importances' title is the figure's, over its whole width
+    (long parameter names push the axes right), and under too few complete trials it
+    carries `few_trials_caveat` (`augkit.experiments.report.FEW_TRIALS`)."""
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt  # after the backend is chosen: Optuna draws on pyplot
     from optuna.visualization import matplotlib as views  # optional: the experiments extra
@@ -139,6 +142,13 @@ def tune_plots(study: Any, out: Path, complete: int, params: int) -> dict[str, s
                 log.warning("tune: no %s (%s)", file, error)
                 continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+        if file == "param_importances.png":
+            caveat = few_trials_caveat(complete)
+            title = f"{title}, {caveat}" if caveat else title
+            for where in ("left", "center"):
+                axes.set_title("", loc=where)
+            figure.set_size_inches(max(figure.get_figwidth(), 9.0), figure.get_figheight())
+            figure.suptitle("Parameter importances (fANOVA)\n" + (caveat or f"from {complete} trials"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             figure.tight_layout()

@@ -129,6 +129,18 @@ def _reading_note(reading: str) -> str:
 
 
 # -- the study --------------------------------------------------------------------------------
+FEW_TRIALS = 10
+"""Under this many complete trials, parameter importances are noise more than signal: the
+tune page and the importance plot say so (`few_trials_caveat`)."""
+
+
+def few_trials_caveat(complete: int) -> str:
+    """The caveat of parameter importances from `complete` trials; empty from `FEW_TRIALS` on."""
+    if complete >= FEW_TRIALS:
+        return ""
+    return f"from {complete} trials, fewer than {FEW_TRIALS}: a rough guide, not a ranking"
+
+
 def tune_page(study: Any, name: str, variant: str, monitor: str, seed: int, space: Sequence[str],
               plots: Mapping[str, str], *, complete: int, failed: int) -> str:
     """``tune.md`` of the Optuna `study` of `variant` on the config `name` (`complete` and
@@ -151,7 +163,12 @@ def tune_page(study: Any, name: str, variant: str, monitor: str, seed: int, spac
         value = "" if t.value is None else f"{t.value:.4f}"
         cells = " | ".join(_fmt(t.params.get(k)) for k in space)
         lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {cells} |")
-    lines += ["", *[f"![{title}]({file})\n" for file, title in plots.items()]]
+    lines.append("")
+    if "param_importances.png" in plots and few_trials_caveat(complete):
+        lines += [(f"> note: the parameter importances are {few_trials_caveat(complete)}. fANOVA fits a "
+                   f"random forest to the trials; with so few, the ranking changes from one study to the next. "
+                   f"Run at least {FEW_TRIALS} trials (`--trials`) before reading it."), ""]
+    lines += [f"![{title}]({file})\n" for file, title in plots.items()]
     return "\n".join(lines)
 
 

@@ -38,8 +38,9 @@ class Recommendations:
 
     ``queries[q]`` is the key asked for (a user for `Run.recommend`, an item for
     `Run.similar_items`); ``items[q][r]`` the raw item key at rank ``r``, ``scores[q, r]`` its
-    score (``FloatTensor[Q, k]``), ``titles[q][r]`` its title (``None`` when the data set has no
-    titles). Where fewer than ``k`` items are left after the exclusions, the missing ranks hold
+    score (``FloatTensor[Q, k]``), ``titles[q][r]`` its title (``titles`` is ``None`` when the
+    data set has no titles, an entry ``None`` for an item without one: a tables source's
+    items have the ``title`` column of an item file). Where fewer than ``k`` items are left after the exclusions, the missing ranks hold
     ``None`` with score ``-inf``.
     """
 

@@ -67,9 +67,27 @@ def check_scalar(value: Any, who: str, step: int, device: torch.device) -> torch
     return value
 
 
+VALUES_CHECKED_STEPS = 10
+"""`check_log_prob` reads the values of a log-probability on an accelerator at the steps below
+this only: reading them waits for the device. On the CPU it reads them at every step."""
+
+
 def check_log_prob(value: Any, who: str, step: int, items: torch.Tensor) -> torch.Tensor:
+    """`value`, the ``log_prob(items)`` of estimator or sampler `who`: floats of the shape and
+    device of `items`, and finite (checked as `VALUES_CHECKED_STEPS` says): a ``-inf`` (an item
+    of probability 0) or NaN would make the loss NaN. A `PluginCallError` otherwise, naming
+    `who`, the step, and the first non-finite position with its item and value."""
     ok = isinstance(value, torch.Tensor) and value.shape == items.shape and value.is_floating_point()
     if not ok or value.device != items.device:
         got = f"a tensor of shape {list(value.shape)}, {value.dtype} on {value.device}" if isinstance(value, torch.Tensor) else f"a {type(value).__name__}"
         raise PluginCallError(f"step {step}: {who} log_prob returned {got}; expected floats of shape {list(items.shape)} on {items.device}")
+    if value.device.type == "cpu" or step < VALUES_CHECKED_STEPS:
+        bad = torch.nonzero(~torch.isfinite(value))
+        if bad.numel():
+            position = int(bad[0, 0])
+            raise PluginCallError(
+                f"step {step}: {who} log_prob returned {float(value[position])} at position {position} "
+                f"(item id {int(items[position])}); a log-probability must be finite, "
+                f"{bad.shape[0]} of the {value.numel()} are not"
+            )
     return value

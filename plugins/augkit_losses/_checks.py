@@ -1,7 +1,10 @@
 """Checks of loss options and input tensors; every message names the loss and the argument.
 
-Tensor checks read metadata only (shape, dtype, device), so they never wait on the device.
-Values are not inspected: embeddings and ``log_q`` must be finite by contract.
+Tensor checks read metadata only (shape, dtype, device), so they never wait on the device,
+with one exception that costs no wait: `finite` reads the values of a ``log_q`` held on the
+CPU. On an accelerator reading them would wait for the device at every call, so there the
+values are not inspected (the reference trainer checks its estimators' values itself, see
+`augkit.train.contracts.check_log_prob`); embeddings must be finite by contract.
 """
 
 from __future__ import annotations
@@ -105,4 +108,20 @@ def per_row(who: str, name: str, value: object, rows: torch.Tensor, *, integer: 
     if not ok:
         raise BatchValidationError(
             f"{who}: {name} must be {kind} tensor [{n}] on {rows.device}, got {_describe(value)}"
+        )
+
+
+def finite(who: str, name: str, value: torch.Tensor) -> None:
+    """`value` (1-D) holds only finite numbers, when it is on the CPU (see the module
+    docstring); else a `BatchValidationError` naming the first bad position and its value:
+    a ``log_q`` of ``-inf`` (an item of probability 0) or NaN would make the loss NaN."""
+    if value.device.type != "cpu":
+        return
+    bad = torch.nonzero(~torch.isfinite(value))
+    if bad.numel():
+        position = int(bad[0, 0])
+        raise BatchValidationError(
+            f"{who}: {name}[{position}] is {float(value[position])}; {name} must be finite "
+            f"(the log-probability of each item, e.g. smoothed so that an unseen item has one); "
+            f"{bad.shape[0]} of its {value.shape[0]} values are not"
         )

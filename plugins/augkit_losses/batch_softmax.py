@@ -31,7 +31,8 @@ class BatchSoftmaxLoss(nn.Module):
       ``remove_accidental_hits`` (default), column j != i with ``item_ids[j] == item_ids[i]``
       is masked to -inf in row i: another copy of the positive item is not a negative.
     - ``log_q`` (optional): ``FloatTensor[n]``, finite log-probability that item j is sampled
-      into a batch. Subtracting it (Yi et al., RecSys 2019, "Sampling-Bias-Corrected Neural
+      into a batch (a ``-inf`` or NaN on the CPU is a `BatchValidationError` naming its
+      position; on an accelerator the values are not read, which would wait for the device). Subtracting it (Yi et al., RecSys 2019, "Sampling-Bias-Corrected Neural
       Modeling") lowers popular items' logits, undoing the popularity bias of in-batch
       negatives. It is a training correction: in eval mode (``module.eval()``) it is ignored.
 
@@ -131,6 +132,8 @@ class BatchSoftmaxLoss(nn.Module):
             _checks.per_row(self.name, "item_ids", item_ids, query, integer=True)
         if log_q is not None:
             _checks.per_row(self.name, "log_q", log_q, query, integer=False)
+            if self.training:
+                _checks.finite(self.name, "log_q", log_q)
         self._check_negatives(query, log_q, negatives, negative_ids, negative_log_q)
         gathered = self.gather and distributed.is_distributed()
         start = distributed.offset(sizes, query.shape[0]) if gathered else 0
@@ -190,6 +193,8 @@ class BatchSoftmaxLoss(nn.Module):
             _checks.per_row(self.name, "negative_ids", negative_ids, negatives, integer=True)
         if negative_log_q is not None:
             _checks.per_row(self.name, "negative_log_q", negative_log_q, negatives, integer=False)
+            if self.training:
+                _checks.finite(self.name, "negative_log_q", negative_log_q)
         if (log_q is None) != (negative_log_q is None):
             raise BatchValidationError(
                 f"{self.name}: with negatives, log_q and negative_log_q go together (both from "
