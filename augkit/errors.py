@@ -10,6 +10,7 @@ __all__ = [
     "BatchValidationError",
     "CheckpointError",
     "ConfigError",
+    "DataChangedError",
     "PluginCallError",
     "PluginError",
     "RunDirectoryError",
@@ -71,6 +72,11 @@ class ConfigError(AugkitError, ValueError):
 
 class CheckpointError(AugkitError, ValueError):
     """A checkpoint file is missing, damaged or does not fit the run (names the file and fault)."""
+
+
+class DataChangedError(AugkitError, ValueError):
+    """A run's data (or config) is not what it was trained on: names each file that changed and
+    how (size, content, missing), and the override for users who mean it."""
 
 
 class RunDirectoryError(AugkitError):

@@ -61,6 +61,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
 summary for ``augkit --help``, which must be the command's own first sentence (a test checks)."""
 
 
+INTERRUPTED: dict[str, str] = {
+    "train": "the run continues from its last checkpoint with the same command and --resume",
+    "compare": "rerun the same command with --resume: finished runs are reloaded, the others continue from their checkpoints",
+    "tune": "continue the study with the same command and --resume",
+    "export": "the earlier export in --out (if any) is intact and nothing half-written was left; rerun the command",
+    "recommend": "nothing was written; rerun the command",
+    "similar": "nothing was written; rerun the command",
+}
+"""How to go on after Ctrl-C, by command (any other: rerun the command)."""
+
+
+def interrupted_message(command: str | None) -> str:
+    """The one line printed when `command` (``augkit <command>``) is interrupted."""
+    what = f"augkit {command}" if command else "augkit"
+    return f"{what} interrupted; {INTERRUPTED.get(command or '', 'rerun the command')}"
+
+
 class _Interrupted(click.ClickException):
     exit_code = 130
 
@@ -69,7 +86,8 @@ class ErrorBoundary(click.Group):
     """The ``augkit`` group: commands imported on first use from `COMMANDS`, and the one place
     where errors become messages: an `AugkitError` (bad input) prints ``Error: <message>`` and
     exits 1; any other exception (a bug) prints one line saying how to see its traceback and
-    exits 1; Ctrl-C prints what to do next and exits 130."""
+    exits 1; Ctrl-C prints which command was interrupted and how to go on (`INTERRUPTED`) and
+    exits 130."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -95,9 +113,7 @@ class ErrorBoundary(click.Group):
         except AugkitError as error:
             raise click.ClickException(str(error)) from None
         except KeyboardInterrupt:
-            raise _Interrupted(
-                "interrupted; a training run continues from its last checkpoint with --resume"
-            ) from None
+            raise _Interrupted(interrupted_message(ctx.invoked_subcommand)) from None
         except Exception as error:
             if ctx.meta.get("augkit.traceback") or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
                 raise

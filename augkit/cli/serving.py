@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from augkit.serving import load_run
+from augkit.serving import Run, load_run
 
 _RUN_ARGUMENT = click.argument("run", type=click.Path(path_type=Path))
 _CHECKPOINT_OPTION = click.option(
@@ -21,6 +22,23 @@ _DEVICE_OPTION = click.option(
     "--device", default="cpu", show_default=True, metavar="DEVICE",
     help="Where the towers run: cpu, cuda, cuda:N, mps or auto (cuda when available).",
 )
+
+
+_ALLOW_CHANGED_DATA_OPTION = click.option(
+    "--allow-changed-data", is_flag=True,
+    help="Use the run even if its data files changed since training (size or content hash; a new mtime alone is no change).",
+)
+
+
+def _load(run: Path, checkpoint: Path | None, device: str, allow_changed_data: bool) -> Run:
+    """`load_run`, its warnings (data that cannot be checked, or changed and allowed) printed
+    as one ``warning:`` line each on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_run(run, checkpoint=checkpoint, device=device, allow_changed_data=allow_changed_data)
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
+    return loaded
 
 
 def _keys_file(path: Path) -> list[tuple[str, str]]:
@@ -56,9 +74,10 @@ def _print_ranked(result: Any, what: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows (query, rank, item, score, title).")
 @_CHECKPOINT_OPTION
 @_DEVICE_OPTION
+@_ALLOW_CHANGED_DATA_OPTION
 def recommend(
     run: Path, users: tuple[str, ...], users_file: Path | None, k: int, include_seen: bool, as_json: bool,
-    checkpoint: Path | None, device: str,
+    checkpoint: Path | None, device: str, allow_changed_data: bool,
 ) -> None:
     """Top-K items for users of the trained run RUN (a directory written by `augkit train`)."""
     asked = [(key, "--user") for key in users] + (_keys_file(users_file) if users_file else [])
@@ -66,7 +85,7 @@ def recommend(
         raise click.ClickException(f"--users-file {str(users_file)!r} lists no user keys (one per line; # comments)")
     if not asked:
         raise click.UsageError("give --user KEY (repeatable) or --users-file PATH")
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    loaded = _load(run, checkpoint, device, allow_changed_data)
     for key, where in asked:  # each key checked with where it came from, before any work
         loaded.keys.users.index([key], where=where)
     result = loaded.recommend([key for key, _ in asked], k, exclude_seen=not include_seen)
@@ -80,9 +99,12 @@ def recommend(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows (query, rank, item, score, title).")
 @_CHECKPOINT_OPTION
 @_DEVICE_OPTION
-def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint: Path | None, device: str) -> None:
+@_ALLOW_CHANGED_DATA_OPTION
+def similar(
+    run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint: Path | None, device: str, allow_changed_data: bool
+) -> None:
     """The K items nearest each --item in the item tower's space (cosine), itself left out."""
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    loaded = _load(run, checkpoint, device, allow_changed_data)
     _print_ranked(loaded.similar_items(list(items), k), "item", as_json)
 
 
@@ -95,15 +117,20 @@ def similar(run: Path, items: tuple[str, ...], k: int, as_json: bool, checkpoint
     "--index-type", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto", show_default=True,
     help="FAISS index: auto is flat (exact) up to 100,000 items, else IVF.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an earlier export in --out.")
+@click.option(
+    "--overwrite", is_flag=True,
+    help="Replace an earlier export in --out (the new one is swapped in only once complete).",
+)
 @_CHECKPOINT_OPTION
 @_DEVICE_OPTION
+@_ALLOW_CHANGED_DATA_OPTION
 def export(
-    run: Path, out: Path, fmt: str, index: str | None, index_type: str, overwrite: bool, checkpoint: Path | None, device: str
+    run: Path, out: Path, fmt: str, index: str | None, index_type: str, overwrite: bool, checkpoint: Path | None,
+    device: str, allow_changed_data: bool,
 ) -> None:
     """Export RUN for serving: item embeddings with keys, the towers as torch.export programs
     (loadable without augkit), and optionally a FAISS index with its recall against exact search."""
-    loaded = load_run(run, checkpoint=checkpoint, device=device)
+    loaded = _load(run, checkpoint, device, allow_changed_data)
     written = loaded.export(out, format=fmt, index=index, index_type=index_type, overwrite=overwrite)
     report = written.report
     diffs = report["max_abs_diff"]

@@ -27,6 +27,10 @@ model, so that the default report shows what the SSL task does."""
 @click.argument("config", required=False, type=click.Path(path_type=Path))
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint (may raise --epochs).")
 @click.option("--overwrite", is_flag=True, help="Replace the results of an earlier run in the run directory.")
+@click.option(
+    "--allow-changed-data", is_flag=True,
+    help="With --resume: go on even if the run's data files changed since it began (size or content hash).",
+)
 @click.option("--name", help="Run name (sets `name`).")
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs (sets `epochs`).")
 @click.option("--seed", type=click.IntRange(min=0), help="Seed (sets `seed`).")
@@ -44,6 +48,7 @@ def train(
     config: Path | None,
     resume: bool,
     overwrite: bool,
+    allow_changed_data: bool,
     name: str | None,
     epochs: int | None,
     seed: int | None,
@@ -67,12 +72,12 @@ def train(
         click.echo(dump_config(settings), nl=False)
         return
     if nproc is not None and nproc > 1:
-        _launch(nproc, config, on_existing=existing, overrides=overrides, options={
+        _launch(nproc, config, on_existing=existing, allow_changed_data=allow_changed_data, overrides=overrides, options={
             "name": name, "epochs": epochs, "seed": seed, "device": device,
         })
         return
     show_progress_lines()
-    metrics = run_training(settings, on_existing=existing)
+    metrics = run_training(settings, on_existing=existing, allow_changed_data=allow_changed_data)
     if os.environ.get("RANK", "0") != "0":
         return
     k = settings.eval.ks[0]
@@ -81,7 +86,13 @@ def train(
 
 
 def _launch(
-    nproc: int, config: Path | None, *, on_existing: OnExisting, overrides: Sequence[str], options: dict[str, Any]
+    nproc: int,
+    config: Path | None,
+    *,
+    on_existing: OnExisting,
+    allow_changed_data: bool,
+    overrides: Sequence[str],
+    options: dict[str, Any],
 ) -> None:
     """``augkit train`` again in `nproc` processes through torch's launcher (``torchrun
     --standalone --nproc-per-node N -m augkit train ...``), with the same arguments."""
@@ -90,6 +101,7 @@ def _launch(
     arguments = ["--standalone", "--nproc-per-node", str(nproc), "-m", "augkit", "train"]
     arguments += [str(config)] if config else []
     arguments += [f"--{on_existing}"] if on_existing != "refuse" else []
+    arguments += ["--allow-changed-data"] if allow_changed_data else []
     arguments += [part for override in overrides for part in ("--set", override)]
     arguments += [part for key, value in options.items() if value is not None for part in (f"--{key}", str(value))]
     try:

@@ -11,10 +11,16 @@ with its `DataKeys` (the raw user and item keys behind the dense ids, for servin
 * ``tables``: your own files, described by ``data.tables`` (`TablesConfig`); the keys and
   vocabularies that `read_tables` returns: strings, or ints where ``key_type`` is ``"int"``;
   the titles of an item file's ``title`` column, if one names it.
+
+`fingerprint_data` gives the fingerprint of what a source reads (`augkit.data.fingerprint`):
+each file's size, mtime and content hash, or the synthetic generator's parameters; a run
+records it to check later that it is served on the data it was trained on.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -22,6 +28,7 @@ from typing import Any, Protocol
 import attrs
 
 from augkit.data.dataset import RecDataset
+from augkit.data.fingerprint import files_fingerprint
 from augkit.data.keys import DataKeys, KeyIndex, identity_keys
 from augkit.data.movielens import (
     AGE_BUCKETS,
@@ -47,10 +54,12 @@ class DataOptions(Protocol):
 @attrs.frozen
 class DataSource:
     """A registered source: `load` gives its data set, `load_with_keys` the data set and its
-    `DataKeys`; both take the data section of a config."""
+    `DataKeys`, `fingerprint` what it reads (``{"files": [...]}`` or ``{"generator": {...}}``,
+    see `augkit.data.fingerprint`); each takes the data section of a config."""
 
     load: Callable[[DataOptions], RecDataset]
     load_with_keys: Callable[[DataOptions], tuple[RecDataset, DataKeys]]
+    fingerprint: Callable[[DataOptions], dict[str, Any]]
 
 
 def _synthetic(data: DataOptions) -> RecDataset:
@@ -60,6 +69,11 @@ def _synthetic(data: DataOptions) -> RecDataset:
 def _synthetic_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
     dataset = _synthetic(data)
     return dataset, identity_keys(dataset)
+
+
+def _synthetic_fingerprint(data: DataOptions) -> dict[str, Any]:
+    defaults = {name: p.default for name, p in inspect.signature(make_synthetic).parameters.items()}
+    return {"generator": {"function": "make_synthetic", **defaults, "seed": data.synthetic_seed}}
 
 
 def _movielens_dir(data: DataOptions) -> str:
@@ -85,10 +99,23 @@ def _movielens_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
     )
 
 
-def _read_tables(data: DataOptions) -> LoadedTables:
+MOVIELENS_FILES = ("u.data", "u.item", "u.user", "u.occupation")
+"""The files of ml-100k that the ``movielens-100k`` source reads (``u.occupation`` if present)."""
+
+
+def _movielens_fingerprint(data: DataOptions) -> dict[str, Any]:
+    directory = _movielens_dir(data)
+    return {"files": files_fingerprint(os.path.join(directory, name) for name in MOVIELENS_FILES)}
+
+
+def _tables_config(data: DataOptions) -> TablesConfig:
     if data.tables is None:
         raise ConfigError("data.tables must describe the files for source 'tables'")
-    return read_tables(data.tables)
+    return data.tables
+
+
+def _read_tables(data: DataOptions) -> LoadedTables:
+    return read_tables(_tables_config(data))
 
 
 def _tables(data: DataOptions) -> RecDataset:
@@ -113,10 +140,15 @@ def _tables_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
     )
 
 
+def _tables_fingerprint(data: DataOptions) -> dict[str, Any]:
+    tables = _tables_config(data)
+    return {"files": files_fingerprint([tables.interactions.path, *(f.path for f in (*tables.items, *tables.users))])}
+
+
 SOURCES: Mapping[str, DataSource] = MappingProxyType({
-    "synthetic": DataSource(_synthetic, _synthetic_with_keys),
-    "movielens-100k": DataSource(_movielens, _movielens_with_keys),
-    "tables": DataSource(_tables, _tables_with_keys),
+    "synthetic": DataSource(_synthetic, _synthetic_with_keys, _synthetic_fingerprint),
+    "movielens-100k": DataSource(_movielens, _movielens_with_keys, _movielens_fingerprint),
+    "tables": DataSource(_tables, _tables_with_keys, _tables_fingerprint),
 })
 """Every data source by its ``data.source`` name."""
 
@@ -137,3 +169,10 @@ def load_source(data: DataOptions) -> RecDataset:
 def load_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
     """The data set that ``data.source`` names, as `load_source` loads it, and its `DataKeys`."""
     return get_source(data.source).load_with_keys(data)
+
+
+def fingerprint_data(data: DataOptions) -> dict[str, Any]:
+    """The fingerprint of what ``data.source`` reads with the options of `data`:
+    ``{"source", "files"}`` (size, mtime, sha256 of each file) or ``{"source", "generator"}``;
+    compare two with `augkit.data.fingerprint.data_changes`."""
+    return {"source": data.source, "files": [], **get_source(data.source).fingerprint(data)}

@@ -15,7 +15,9 @@ a fair protocol.
    paired differences, the paired t-test and the exact Wilcoxon signed-rank test; a lift whose
    paired t-test gives p < `SIGNIFICANCE` is marked † (`augkit.experiments.stats`).
 
-The page and plots are written by `augkit.experiments.report` and `augkit.experiments.plots`.
+The page and plots are made by `augkit.experiments.report` and `augkit.experiments.plots`; every
+file is written under a temporary name and renamed into place (`augkit.atomic`), so an
+interrupted comparison leaves each earlier result file whole.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from augkit import atomic
 from augkit.experiments.plots import compare_plots
 from augkit.experiments.report import compare_page
 from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target
@@ -143,8 +146,9 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
         "base_config": config_to_dict(base),
         "tuned_configs": {v: config_to_dict(c) for v, c in spec.tuned.items()},
     }
-    (out / "compare.json").write_text(json.dumps(record, indent=2, default=list), encoding="utf-8")
-    (out / "compare.md").write_text(compare_page(base.name, record, keys, plots), encoding="utf-8")
+    page = compare_page(base.name, record, keys, plots)  # both texts ready before either file is replaced
+    atomic.write_text(out / "compare.json", json.dumps(record, indent=2, default=list))
+    atomic.write_text(out / "compare.md", page)
     return out
 
 

@@ -1,5 +1,5 @@
 """The plots of the experiments, as PNG files: the comparison's (`compare_plots`) and Optuna's
-plots of a study (`tune_plots`)."""
+plots of a study (`tune_plots`), each written atomically (`augkit.atomic.writing`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from augkit import atomic
 from augkit.experiments.report import few_trials_caveat
 from augkit.experiments.spec import Candidate
 from augkit.experiments.stats import mean_ci
@@ -31,11 +32,12 @@ def _figure(size: tuple[float, float] = (7.5, 4.2)) -> tuple[Figure, Any]:
 
 
 def _save(figure: Figure, axes: Any, path: Path) -> None:
-    """Grid, legend and tight layout, then write `figure` to `path` (PNG)."""
+    """Grid, legend and tight layout, then write `figure` to `path` (PNG, atomically)."""
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    with atomic.writing(path) as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def _errorbar(axes: Any, xs: Sequence[float], stats: Sequence[Mapping[str, Any] | None], **style: Any) -> Any:
@@ -152,7 +154,8 @@ def tune_plots(study: Any, out: Path, complete: int, params: int) -> dict[str, s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             figure.tight_layout()
-        figure.savefig(out / file, dpi=110)
+        with atomic.writing(out / file) as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
         plt.close(figure)
         written[file] = title
     return written

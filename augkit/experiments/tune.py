@@ -42,6 +42,7 @@ from typing import Any
 
 import attrs
 
+from augkit import atomic
 from augkit.errors import AugkitError, ConfigError, RunDirectoryError, TrainingError
 from augkit.experiments.plots import tune_plots
 from augkit.experiments.report import tune_page
@@ -257,7 +258,8 @@ def best_config(study: Any, base: TrainConfig, variant: str) -> TrainConfig:
 
 
 def write_outputs(study: Any, base: TrainConfig, variant: str, space: Mapping[str, TuneParam], out: Path) -> Path:
-    """best.toml, best.json, tune.md and the plots of `study` in `out`."""
+    """best.toml, best.json, tune.md and the plots of `study` in `out`, each written under a
+    temporary name and renamed into place (`augkit.atomic`)."""
     from optuna.trial import TrialState  # optional: the experiments extra
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -266,11 +268,11 @@ def write_outputs(study: Any, base: TrainConfig, variant: str, space: Mapping[st
         raise TrainingError(f"tune {variant}: no trial of the study in {str(out)!r} completed ({len(failed)} failed)")
     best = study.best_trial
     config = best_config(study, base, variant)
-    (out / "best.toml").write_text(
+    atomic.write_text(
+        out / "best.toml",
         f"# augkit tune: best of {len(complete)} trials of {variant} (trial {best.number}, validation "
         f"{base.eval.monitor} = {best.value:.4f}); train it with `augkit train` or compare it with "
         f"`augkit compare --tuned {variant}=<this file>`\n{dump_config(config)}",
-        encoding="utf-8",
     )
     summary = {
         "variant": variant,
@@ -283,9 +285,9 @@ def write_outputs(study: Any, base: TrainConfig, variant: str, space: Mapping[st
         "space": {k: p.describe() for k, p in space.items()},
         "all": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params} for t in study.get_trials(deepcopy=False)],
     }
-    (out / "best.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    atomic.write_text(out / "best.json", json.dumps(summary, indent=2))
     plots = tune_plots(study, out, len(complete), len(space))
     page = tune_page(study, base.name, variant, base.eval.monitor, base.seed, list(space), plots,
                      complete=len(complete), failed=len(failed))
-    (out / "tune.md").write_text(page, encoding="utf-8")
+    atomic.write_text(out / "tune.md", page)
     return out

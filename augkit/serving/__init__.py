@@ -9,14 +9,17 @@ calibration against exact search), `export` (the export writer), `errors`.
 """
 
 from augkit.data.keys import UnknownKeyError
+from augkit.errors import DataChangedError
 from augkit.serving.errors import RunError, UnknownValueError
 from augkit.serving.export import ExportReport
 from augkit.serving.faiss_index import ANN_TARGET_RECALL, FLAT_MAX_ITEMS, INDEX_TYPES
 from augkit.serving.results import Embeddings, Recommendations
 from augkit.serving.run import Run, load_run
+from augkit.train.identity import RunIdentityWarning
 
 __all__ = [
     "ANN_TARGET_RECALL",
+    "DataChangedError",
     "FLAT_MAX_ITEMS",
     "INDEX_TYPES",
     "Embeddings",
@@ -24,6 +27,7 @@ __all__ = [
     "Recommendations",
     "Run",
     "RunError",
+    "RunIdentityWarning",
     "UnknownKeyError",
     "UnknownValueError",
     "load_run",

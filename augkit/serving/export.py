@@ -5,6 +5,12 @@
 training items, and optionally a FAISS index calibrated on half of the test users, then
 checks the programs against the trained towers (`ExportReport`). pyarrow (``items.parquet``)
 is imported only for the parquet format.
+
+An export cannot half-happen: it is written into a temporary directory beside ``out`` and
+swapped in only when complete (`augkit.atomic.staged_directory`); an earlier export there is
+removed only after that. An interrupted export (Ctrl-C, an error) leaves the earlier one as it
+was and removes its temporary directory. Since the directory is replaced as a whole, ``out``
+must be new, empty, or hold an earlier export only.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import attrs
 import numpy as np
 import torch
 
+from augkit.atomic import staged_directory
 from augkit.errors import UnknownNameError
 from augkit.serving.errors import RunError
 from augkit.serving.faiss_index import (
@@ -98,16 +105,31 @@ def export_run(
             raise RunError("--format parquet needs pyarrow: pip install 'augkit[serve]', or use --format npy") from None
     if out.exists() and not out.is_dir():
         raise RunError(f"export directory {str(out)!r} is a file")
-    earlier = sorted(name for name in EXPORT_FILES if (out / name).exists())
+    present = sorted(path.name for path in out.iterdir()) if out.is_dir() else []
+    earlier = [name for name in present if name in EXPORT_FILES]
+    others = [name for name in present if name not in EXPORT_FILES]
     if earlier and not overwrite:
         raise RunError(
             f"export directory {str(out)!r} holds an earlier export ({', '.join(earlier)}); pass "
             "overwrite=True (--overwrite) to replace it"
         )
-    out.mkdir(parents=True, exist_ok=True)
-    for name in earlier:
-        (out / name).unlink()
+    if others:
+        raise RunError(
+            f"export directory {str(out)!r} holds files that are not an export's ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); an export replaces its directory as a whole: choose a new "
+            "or empty directory"
+        )
+    try:
+        with staged_directory(out) as staged:
+            written, report = _write(run, staged, format=format, index=index, index_type=index_type)
+    except OSError as error:
+        raise RunError(f"cannot write the export to {str(out)!r}: {error.strerror or error}") from None
+    return ExportReport(out, tuple(written), report)
 
+
+def _write(run: Run, out: Path, *, format: str, index: str | None, index_type: str) -> tuple[list[str], dict[str, Any]]:
+    """Write every file of the export into the (new, empty) directory `out`: the files written
+    and the report."""
     written: list[str] = []
     item_vectors = run.item_vectors().detach().cpu()
     item_keys = [_json_key(key) for key in run.keys.items.keys]
@@ -161,6 +183,7 @@ def export_run(
         diffs[name] = float((got - expected).abs().max())
     report: dict[str, Any] = {
         "run": str(run.run_dir),
+        "run_id": run.run_id,
         "checkpoint": str(run.checkpoint),
         "step": run.step,
         "items": run.dataset.num_items,
@@ -193,6 +216,7 @@ def export_run(
     manifest = {
         "format": 1,
         "run": str(run.run_dir),
+        "run_id": run.run_id,
         "data_set": run.dataset.name,
         "score": "inner product of the two towers' outputs (unit vectors: cosine similarity)",
         "towers": {
@@ -221,4 +245,4 @@ def export_run(
     written += [MANIFEST_NAME, REPORT_NAME]
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     (out / REPORT_NAME).write_text(json.dumps(report, indent=2), encoding="utf-8")
-    return ExportReport(out, tuple(written), report)
+    return written, report

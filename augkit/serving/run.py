@@ -2,7 +2,9 @@
 features, and export for serving.
 
 ``load_run("runs/ml-100k")`` rebuilds the run's data, split and towers from the config saved in
-its checkpoint (``best.pt`` when present, else ``checkpoint.pt``) and loads the weights. Every
+its checkpoint (``best.pt`` when present, else ``checkpoint.pt``) and loads the weights, after
+checking the run's identity (`augkit.train.identity`): the checkpoint was written by this run,
+and the data is the data it trained on. Every
 key in and out is a raw key (table keys, MovieLens ids), never an internal index; a key the
 run's data lacks is an `UnknownKeyError` naming it.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,11 +39,19 @@ from augkit.serving.export import ExportReport, export_run
 from augkit.serving.results import Embeddings, Recommendations
 from augkit.serving.topk import ITEM_CHUNK, QUERY_CHUNK, chunked_top_k
 from augkit.towers import Tower
-from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, load_checkpoint
+from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, RUN_KEY, check_owner, load_checkpoint
 from augkit.train.config import TrainConfig, config_from_dict
 from augkit.train.device import resolve_device
 from augkit.train.evaluation import embed
 from augkit.train.history import with_history
+from augkit.train.identity import (
+    RunIdentityWarning,
+    changes_warning,
+    check_config,
+    check_data,
+    read_identity,
+    unchecked_warning,
+)
 from augkit.train.run import ITEM_ID_FEATURE, build_model, split_for
 
 
@@ -62,6 +73,7 @@ def load_run(
     *,
     checkpoint: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
+    allow_changed_data: bool = False,
 ) -> Run:
     """The trained run in `run_dir` (a directory written by `augkit train`).
 
@@ -70,10 +82,18 @@ def load_run(
     towers are rebuilt from the config saved in that checkpoint, deterministically from its
     seed; relative data paths resolve against the working directory, as in training.
 
+    The run's identity (``identity.json``, `augkit.train.identity`) is checked first: the
+    checkpoint must have been written by this run (a `CheckpointError` naming both runs
+    otherwise), and each data file must have the size and content hash it had when the run
+    began (a new mtime alone is no change): a `DataChangedError` naming the file and how it
+    changed, unless `allow_changed_data` (then a `RunIdentityWarning`). A run written before
+    identities loads with a `RunIdentityWarning` that its data cannot be checked.
+
     Errors: `RunDirectoryError` when `run_dir` is not a directory, `CheckpointError` when it
-    has no checkpoint or the checkpoint is damaged, `RunError` when the weights do not fit the
-    towers the config builds (a run of other data or another version), and the data loader's
-    own errors naming the file at fault.
+    has no checkpoint, the checkpoint is damaged or belongs to another run,
+    `DataChangedError` (above), `RunError` when the weights do not fit the towers the config
+    builds (a run of other data or another version), and the data loader's own errors naming
+    the file at fault.
     """
     target = resolve_device(str(device))  # a bad or absent device fails before any loading
     run_dir = Path(run_dir)
@@ -84,6 +104,9 @@ def load_run(
         )
     path = _checkpoint_of(run_dir, checkpoint)
     state = load_checkpoint(path, required=("model", "config"))
+    identity = read_identity(run_dir)
+    if identity is not None or (checkpoint is not None and RUN_KEY in state):
+        check_owner(path, state, run_dir, None if identity is None else identity.run_id)
     if not isinstance(state["config"], str):
         raise CheckpointError(f"checkpoint {str(path)!r}: 'config' is not the run's config as TOML text")
     try:
@@ -95,6 +118,14 @@ def load_run(
             f"run {str(run_dir)!r} was written by an incompatible augkit: its config does not "
             f"load ({error})"
         ) from None
+    if identity is None:
+        warnings.warn(unchecked_warning(run_dir), RunIdentityWarning, stacklevel=2)
+    else:
+        check_config(identity, config, path=path, run_dir=run_dir)
+        what = f"run {str(run_dir)!r}"
+        changes = check_data(identity, config.data, what=what, allow_changed_data=allow_changed_data)
+        if changes:
+            warnings.warn(changes_warning(what, changes), RunIdentityWarning, stacklevel=2)
     try:
         dataset, keys = load_with_keys(config.data)
     except AugkitError as error:
@@ -131,6 +162,7 @@ def load_run(
         queries=queries,
         model=model,
         keys=keys,
+        run_id=None if identity is None else identity.run_id,
     )
 
 
@@ -158,6 +190,8 @@ class Run:
     queries: FeatureBatch
     model: nn.ModuleDict
     keys: DataKeys
+    run_id: str | None = None
+    """The run's id (``identity.json``); None for a run written before identities."""
     _item_vectors: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
     _seen: tuple[torch.Tensor, torch.Tensor] | None = attrs.field(default=None, init=False, repr=False)
     _item_encoder: ItemEncoder = attrs.field(init=False, repr=False)
@@ -332,6 +366,8 @@ class Run:
         ``"npy"``: ``item_embeddings.npy`` + ``item_keys.json``), the towers as `torch.export`
         programs with a manifest of their inputs, every user's query inputs, and with
         ``index="faiss"`` a FAISS index (``index_type``: one of `INDEX_TYPES`; ``auto`` is flat
-        up to `FLAT_MAX_ITEMS` items, else IVF). `overwrite` replaces files of an earlier
-        export; without it an `out` holding any is refused."""
+        up to `FLAT_MAX_ITEMS` items, else IVF). The export is written beside `out` and swapped
+        in whole when complete: an interrupted one leaves `out` as it was. `overwrite` replaces
+        an earlier export; without it an `out` holding one is refused, and an `out` holding
+        other files always is."""
         return export_run(self, Path(out), format=format, index=index, index_type=index_type, overwrite=overwrite)

@@ -49,24 +49,34 @@ def versions() -> dict[str, str]:
 
 
 def run_training(
-    config: TrainConfig, *, on_existing: OnExisting = "refuse", parts: RunParts | None = None
+    config: TrainConfig,
+    *,
+    on_existing: OnExisting = "refuse",
+    parts: RunParts | None = None,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     """Train `config`, pick the best validation checkpoint, evaluate it once on the test split
     over the full corpus, write ``<output_dir>/<name>/`` and return the metrics (as in
     ``metrics.json``). `parts` reuses pieces built by `build_run`; `on_existing` as in
-    `train` (``"refuse"``, ``"resume"`` or ``"overwrite"``). Under torchrun, every process
-    calls it; the first writes the run directory."""
+    `train` (``"refuse"``, ``"resume"`` or ``"overwrite"``); a resume checks that the data is
+    what the run trained on, unless `allow_changed_data` (`augkit.train.identity`). Under
+    torchrun, every process calls it; the first writes the run directory."""
     with joined(config):  # the trained towers are gone before the process group is left
-        return _train_and_test(config, on_existing=on_existing, parts=parts)
+        return _train_and_test(config, on_existing=on_existing, parts=parts, allow_changed_data=allow_changed_data)
 
 
 def _train_and_test(
-    config: TrainConfig, *, on_existing: OnExisting, parts: RunParts | None, baseline_of: str | None = None
+    config: TrainConfig,
+    *,
+    on_existing: OnExisting,
+    parts: RunParts | None,
+    baseline_of: str | None = None,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     check_on_existing(on_existing)
     parts = prepare(config, parts)
     with run_directory(parts.config.run_dir, on_existing=on_existing) as run_dir:
-        result = run_loop(parts, run_dir, on_existing=on_existing)
+        result = run_loop(parts, run_dir, on_existing=on_existing, allow_changed_data=allow_changed_data)
         distributed.barrier()  # best.pt is written by the first process
         if result.best is not None:
             best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
@@ -99,7 +109,9 @@ def _train_and_test(
         if parts.config.eval.baseline and parts.config.ssl.alpha == 0:
             log.info("eval.baseline: this run is the baseline (ssl.alpha = 0), so none is trained beside it")
         elif parts.config.eval.baseline:
-            report["baseline"] = _baseline_beside(parts, run_dir, on_existing=on_existing)
+            report["baseline"] = _baseline_beside(
+                parts, run_dir, on_existing=on_existing, allow_changed_data=allow_changed_data
+            )
             if write:
                 write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
     return report
@@ -117,7 +129,9 @@ def baseline_config(config: TrainConfig, run_dir: Path) -> TrainConfig:
     )
 
 
-def _baseline_beside(parts: RunParts, run_dir: Path, *, on_existing: OnExisting) -> dict[str, Any]:
+def _baseline_beside(
+    parts: RunParts, run_dir: Path, *, on_existing: OnExisting, allow_changed_data: bool
+) -> dict[str, Any]:
     """Train and test the baseline of `parts`' config on the same data (see
     `TrainConfig.eval.baseline`); its report's training, validation and test metrics.
     ``"resume"`` continues its checkpoint when it has one; otherwise it trains afresh, replacing
@@ -127,6 +141,6 @@ def _baseline_beside(parts: RunParts, run_dir: Path, *, on_existing: OnExisting)
     continues = on_existing == "resume" and (config.run_dir / CHECKPOINT_NAME).exists()
     report = _train_and_test(
         config, on_existing="resume" if continues else "overwrite", parts=build_run(config, parts.dataset),
-        baseline_of=parts.config.name,
+        baseline_of=parts.config.name, allow_changed_data=allow_changed_data,
     )
     return {"run": BASELINE_RUN, **{key: report[key] for key in ("training", "validation", "model")}}

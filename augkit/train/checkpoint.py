@@ -4,6 +4,10 @@ A file holds ``{"format", "sha256", "payload"}``: the payload is the ``torch.sav
 state as a ``uint8`` tensor and ``sha256`` its digest, so a flipped byte anywhere is a named
 error instead of silently wrong weights. Both layers load with ``weights_only=True``: tensors
 and plain containers only, never code.
+
+A checkpoint belongs to the run that wrote it: the state's ``"run"`` (`RUN_KEY`) records
+``{"id", "dir"}``, the run's id (`augkit.train.identity`) and directory; `check_owner` refuses a
+checkpoint of another run.
 """
 
 from __future__ import annotations
@@ -27,12 +31,32 @@ CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 """The state at the best validation score (used for the final test evaluation)."""
 FORMAT = 1
+RUN_KEY = "run"
+"""The state key of the run that wrote a checkpoint: ``{"id": run id, "dir": run directory}``."""
 
 
 def no_checkpoint(run_dir: Path) -> CheckpointError:
     """The error of ``--resume`` on `run_dir` without a checkpoint."""
     return CheckpointError(
         f"--resume: no checkpoint at {str(run_dir / CHECKPOINT_NAME)!r}; start the run without --resume"
+    )
+
+
+def check_owner(path: Path, state: Mapping[str, Any], run_dir: Path, run_id: str | None) -> None:
+    """`CheckpointError` unless the checkpoint `state` (loaded from `path`) was written by the
+    run `run_id` (None: a run that records no id) in `run_dir`; the message names both runs."""
+    record = state.get(RUN_KEY)
+    written_id = record.get("id") if isinstance(record, Mapping) else None
+    if written_id == run_id:
+        return
+    this = f"run {str(run_dir)!r} " + (f"(id {run_id[:12]})" if run_id else "(which records no id)")
+    if written_id is None:
+        other = "a run that recorded no id (an augkit before run identities)"
+    else:
+        other = f"run {str(record.get('dir'))!r} (id {str(written_id)[:12]})"
+    raise CheckpointError(
+        f"checkpoint {str(path)!r} was written by {other}, not by {this}: a checkpoint belongs to its run; "
+        "load it from the run that wrote it"
     )
 
 

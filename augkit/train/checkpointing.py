@@ -3,8 +3,9 @@
 ``checkpoint.pt`` holds everything a resumed run needs to end as an uninterrupted one: the
 step, the config (as TOML), the towers, the main loss (its learned temperature), the
 optimiser, the frequency estimate and the loop state (the loop's and each piece's, see
-`augkit.train.callbacks`). Files are written by `augkit.train.checkpoint.save_checkpoint`
-(atomic, checksummed).
+`augkit.train.callbacks`); both files record the run that wrote them (``"run"``: its id and
+directory, `augkit.train.identity`). Files are written by
+`augkit.train.checkpoint.save_checkpoint` (atomic, checksummed).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from augkit.train.callbacks import Callback, EpochEnd, LoopView
 from augkit.train.checkpoint import (
     BEST_NAME,
     CHECKPOINT_NAME,
+    RUN_KEY,
+    check_owner,
     load_checkpoint,
     no_checkpoint,
     save_checkpoint,
@@ -38,10 +41,12 @@ class Checkpointing(Callback):
     """Saves ``checkpoint.pt`` every ``checkpoint_every`` steps, at each epoch's end and at the
     run's last step, and ``best.pt`` (step, config, towers, best validation) at each validation
     that beats the best one; only the first process writes. No checkpoint holds a step whose
-    losses were not finite. `restore` reads ``checkpoint.pt`` back for a resume."""
+    losses were not finite. `restore` reads ``checkpoint.pt`` back for a resume. `run` is what
+    every checkpoint records of the run (``{"id", "dir"}``; None for a run without an id)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, run: Mapping[str, str] | None = None) -> None:
         self.run_dir = run_dir
+        self.run = None if run is None else dict(run)
         self.writes = distributed.rank() == 0
 
     def on_step_end(self, loop: LoopView, terms: torch.Tensor) -> None:
@@ -55,6 +60,8 @@ class Checkpointing(Callback):
             best = {
                 "step": loop.step, "config": dump_config(parts.config), "model": parts.model.state_dict(), "best": loop.best,
             }
+            if self.run is not None:
+                best[RUN_KEY] = self.run
             save_checkpoint(self.run_dir / BEST_NAME, best)
         self.save(loop)
 
@@ -67,17 +74,23 @@ class Checkpointing(Callback):
         had a loss that is not finite)."""
         loop.check_finite()
         if self.writes:
-            save_checkpoint(self.run_dir / CHECKPOINT_NAME, _checkpoint(loop))
+            state = _checkpoint(loop)
+            if self.run is not None:
+                state[RUN_KEY] = self.run
+            save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
 
     def restore(self, loop: LoopView) -> None:
         """Set `loop` (towers, losses, optimiser, frequency estimate, loop state) from
         ``checkpoint.pt``. `CheckpointError` if there is none, if it does not load, or if it
-        does not fit the run; `ConfigError` naming every key where its config differs from
-        the run's but `RESUMABLE_KEYS`."""
+        does not fit the run, or was written by another run (where this one has an id);
+        `ConfigError` naming every key where its config differs from the run's but
+        `RESUMABLE_KEYS`."""
         path = self.run_dir / CHECKPOINT_NAME
         if not path.exists():
             raise no_checkpoint(self.run_dir)
         state = load_checkpoint(path, required=REQUIRED)
+        if self.run is not None:
+            check_owner(path, state, self.run_dir, self.run["id"])
         check_same_config(path, state["config"], loop.config)
         step = state["step"]
         if type(step) is not int or not 0 <= step <= loop.total_steps:

@@ -29,6 +29,7 @@ from augkit.train.checkpointing import Checkpointing
 from augkit.train.config import TrainConfig
 from augkit.train.device import place, resolve_device
 from augkit.train.early_stopping import EarlyStopping
+from augkit.train.identity import identity_for
 from augkit.train.logbook import Logbook
 from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
@@ -275,14 +276,29 @@ def run_directory(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Itera
 
 
 def run_loop(
-    parts: RunParts, run_dir: Path, *, on_existing: OnExisting = "refuse", max_steps: int | None = None
+    parts: RunParts,
+    run_dir: Path,
+    *,
+    on_existing: OnExisting = "refuse",
+    max_steps: int | None = None,
+    allow_changed_data: bool = False,
 ) -> TrainResult:
     """Train `parts` in the held `run_dir` (see `train`); ``on_existing="resume"`` continues
-    from its checkpoint."""
+    from its checkpoint, after checking that the data is the data the run trained on
+    (`augkit.train.identity`; `allow_changed_data` lets it go on with changed data). A fresh
+    run records its identity in the directory."""
     check_on_existing(on_existing)
+    run = None
+    if distributed.rank() == 0:  # the first process keeps the run directory and its records
+        identity, warning = identity_for(
+            parts.config, run_dir, resume=on_existing == "resume", allow_changed_data=allow_changed_data
+        )
+        if warning is not None:
+            log.warning("warning: %s", warning)
+        run = None if identity is None else identity.record(run_dir)
     logbook = Logbook(run_dir)
     early_stopping = EarlyStopping(parts.config.eval.patience, parts.config.eval.monitor)
-    checkpointing = Checkpointing(run_dir)
+    checkpointing = Checkpointing(run_dir, run)
     loop = Loop(parts, run_dir, [logbook, early_stopping, checkpointing, Progress()], max_steps=max_steps)
     log.info(summary(parts, loop.device))
     if on_existing == "resume":
@@ -299,6 +315,7 @@ def train(
     on_existing: OnExisting = "refuse",
     max_steps: int | None = None,
     parts: RunParts | None = None,
+    allow_changed_data: bool = False,
 ) -> TrainResult:
     """Train the two towers of `config` in ``<output_dir>/<name>/`` (checkpoint.pt, best.pt,
     history.csv, steps.csv), holding that directory's lock.
@@ -307,16 +324,17 @@ def train(
     directory with an earlier run's results is refused (``"refuse"``), continued from its
     checkpoint (``"resume"``, which may train more `epochs`) or replaced (``"overwrite"``).
     `max_steps` stops early without a final checkpoint, as a killed run would (for tests and
-    quick looks).
+    quick looks). `allow_changed_data`: resume even if the data changed since the run began
+    (`augkit.train.identity`).
     """
     with joined(config):
-        return _train(config, on_existing=on_existing, max_steps=max_steps, parts=parts)
+        return _train(config, on_existing=on_existing, max_steps=max_steps, parts=parts, allow_changed_data=allow_changed_data)
 
 
 def _train(
-    config: TrainConfig, *, on_existing: OnExisting, max_steps: int | None, parts: RunParts | None
+    config: TrainConfig, *, on_existing: OnExisting, max_steps: int | None, parts: RunParts | None, allow_changed_data: bool
 ) -> TrainResult:
     check_on_existing(on_existing)
     parts = prepare(config, parts)
     with run_directory(parts.config.run_dir, on_existing=on_existing) as run_dir:
-        return run_loop(parts, run_dir, on_existing=on_existing, max_steps=max_steps)
+        return run_loop(parts, run_dir, on_existing=on_existing, max_steps=max_steps, allow_changed_data=allow_changed_data)
