@@ -15,6 +15,7 @@ __all__ = [
     "PluginError",
     "RunDirectoryError",
     "SchemaError",
+    "StudyError",
     "TrainingError",
     "UnknownNameError",
     "check_known_keys",
@@ -81,6 +82,11 @@ class DataChangedError(AugkitError, ValueError):
 
 class RunDirectoryError(AugkitError):
     """A run directory is in use by another process, holds another run, or is not a plain name."""
+
+
+class StudyError(AugkitError, ValueError):
+    """An ``augkit tune`` study database is damaged, not SQLite, or holds no Optuna study (names
+    the file and what to do)."""
 
 
 class TrainingError(AugkitError, RuntimeError):

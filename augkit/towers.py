@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 import torch
@@ -43,6 +43,7 @@ from torch import nn
 
 from augkit.batch import FeatureBatch
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError, check_known_keys
+from augkit.memory import check_fits
 from augkit.random import check_generator, uniform
 from augkit.schema import Categorical, Dense, FeatureSchema, MultiCategorical
 
@@ -141,6 +142,107 @@ class _DenseEncoder(nn.Module):
         return torch.where(present.unsqueeze(1), projected, self.default)
 
 
+# -- sizes before allocation ---------------------------------------------------------------
+
+
+class ParameterPart(NamedTuple):
+    """A part of a tower's parameters: ``label`` (``"item_id table 3000 x 32"``), ``count``
+    (parameters), and what sizes it: a setting ``key`` (``"embedding_dim"``, ``"hidden"``) and
+    its ``value``, or, for a table with more ids than columns, ``feature`` (its name) and
+    ``value`` its number of ids."""
+
+    label: str
+    count: int
+    key: str
+    value: object
+    feature: bool = False
+
+    def driver(self, prefix: str = "") -> str:
+        """``"model.embedding_dim = 1000000"`` (with `prefix` ``"model."``) or ``"feature 'big' has 1099511627776 ids"``."""
+        return f"feature {self.key!r} has {self.value} ids" if self.feature else f"{prefix}{self.key} = {self.value}"
+
+
+def _input_parts(
+    schema: FeatureSchema, dims: tuple[int, ...], embedding_dim: int, shared: Iterable[str]
+) -> list[ParameterPart]:
+    """The input layer's parameters: each id table it owns, then the default embeddings and
+    dense projections together."""
+    shared = set(shared)
+    parts, small = [], 0
+    for spec, dim in zip(schema, dims, strict=True):
+        key = "embedding_dim" if dim == embedding_dim else f"embedding_dims[{spec.name!r}]"
+        if isinstance(spec, Dense):
+            small += (spec.dim + 2) * dim  # weight, bias, default
+            continue
+        small += dim  # default
+        if spec.name in shared:
+            continue
+        label, count = f"{spec.name} table {spec.num_values} x {dim}", spec.num_values * dim
+        if spec.num_values > dim:
+            parts.append(ParameterPart(label, count, spec.name, spec.num_values, feature=True))
+        else:
+            parts.append(ParameterPart(label, count, key, dim))
+    parts.append(ParameterPart("default embeddings and dense projections", small, "embedding_dim", embedding_dim))
+    return parts
+
+
+def parameter_parts(
+    schema: FeatureSchema, config: TowerConfig, *, shared: Iterable[str] = ()
+) -> tuple[ParameterPart, ...]:
+    """The parameters a `Tower` of `schema` and `config` holds, by part, largest first, counted
+    without allocating: each id table it owns (``num_values x dim``; not the `shared` ones),
+    the default embeddings and dense projections, and each layer of the MLP (``fan_in x
+    fan_out`` and the bias)."""
+    if not isinstance(schema, FeatureSchema):
+        raise TypeError(f"Tower takes a FeatureSchema, got {type(schema).__name__}")
+    dims = _feature_dims(schema, config.embedding_dim, config.embedding_dims)
+    parts = _input_parts(schema, dims, config.embedding_dim, shared)
+    widths = (sum(dims), *config.hidden, config.output_dim)
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        if i == 0 and fan_in > fan_out:  # the input layer's width sizes the first layer
+            key, value = "embedding_dim", config.embedding_dim
+        else:
+            key, value = ("hidden", list(config.hidden)) if i < len(config.hidden) else ("output_dim", config.output_dim)
+        parts.append(ParameterPart(f"layer {fan_in} x {fan_out}", (fan_in + 1) * fan_out, key, value))
+    return tuple(sorted(parts, key=lambda part: -part.count))
+
+
+def check_parameter_memory(
+    parts: Iterable[ParameterPart],
+    device: torch.device | str,
+    *,
+    what: str,
+    copies: int = 1,
+    prefix: str = "",
+) -> None:
+    """`ConfigError` before allocation when `copies` of the `parts` (the parameters, and an
+    optimiser's state per parameter) in the default dtype exceed the free memory of `device`
+    (`augkit.memory.check_fits`). The message leads with what makes up most of the size (the
+    settings, each ``prefix + key``, or a feature's number of ids) and lists the largest parts."""
+    parts = sorted(parts, key=lambda part: -part.count)
+    total = sum(part.count for part in parts)
+    by_driver: dict[tuple[str, bool], list[ParameterPart]] = {}
+    for part in parts:
+        by_driver.setdefault((part.key, part.feature), []).append(part)
+    drivers, covered = [], 0
+    for group in sorted(by_driver.values(), key=lambda group: -sum(part.count for part in group)):
+        drivers.append(group[0])  # what makes up half the size
+        covered += sum(part.count for part in group)
+        if covered * 2 >= total:
+            break
+    settings = [prefix + lead.key for lead in drivers if not lead.feature]
+    features = [repr(lead.key) for lead in drivers if lead.feature]
+    fixes = ([f"lower {' and '.join(settings)}"] if settings else []) + (
+        [f"give feature {', '.join(features)} fewer ids (a vocabulary or hashing)"] if features else []
+    )
+    check_fits(
+        total * copies * (torch.finfo(torch.get_default_dtype()).bits // 8),
+        device,
+        what=f"{'; '.join(lead.driver(prefix) for lead in drivers)}: {what} ({', '.join(p.label for p in parts[:3])})",
+        fix=" or ".join(fixes),
+    )
+
+
 # -- the input layer -----------------------------------------------------------------------
 
 
@@ -219,6 +321,10 @@ class InputLayer(nn.Module):
             raise TypeError(f"InputLayer takes a FeatureSchema, got {type(schema).__name__}")
         dims = _feature_dims(schema, embedding_dim, embedding_dims or {})
         tables = dict(tables or {})
+        check_parameter_memory(
+            _input_parts(schema, dims, embedding_dim, tables), _init_device(generator),
+            what="the input layer's parameters",
+        )
         for name in tables:
             if name not in schema:
                 raise UnknownNameError("feature in tables", name, schema.names)
@@ -387,6 +493,10 @@ class Tower(nn.Module):
             dropout=dropout,
             activation=activation,
             normalize=normalize,
+        )
+        check_parameter_memory(
+            parameter_parts(schema, self.config, shared=tables or {}), _init_device(generator),
+            what="the tower's parameters",
         )
         self.input_layer = InputLayer(
             schema,

@@ -32,9 +32,13 @@ the winner; ``augkit compare --tuned VARIANT=best.toml`` compares it), ``best.js
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import math
+import os
 import shutil
+import sqlite3
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,19 +47,21 @@ from typing import Any
 import attrs
 
 from augkit import atomic
-from augkit.errors import AugkitError, ConfigError, RunDirectoryError, TrainingError
+from augkit.errors import AugkitError, ConfigError, RunDirectoryError, StudyError, TrainingError
 from augkit.experiments.plots import tune_plots
 from augkit.experiments.report import tune_page
 from augkit.experiments.training import fit
 from augkit.experiments.variants import DEFAULT_SPACES, set_path, variant_config, variant_overrides
 from augkit.train.config import TrainConfig, TuneConfig, TuneParam, config_from_dict, config_to_dict, dump_config
 from augkit.train.checkpointing import RESUMABLE_KEYS
-from augkit.train.rundir import OnExisting, check_on_existing
+from augkit.train.rundir import LOCK_NAME, OnExisting, check_on_existing, locked
 from augkit.train.run import load_dataset
 
 log = logging.getLogger("augkit.train")
 
 STUDY_DB = "study.db"
+OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
+"""Tables every Optuna SQLite study has; a database without them is not a study."""
 
 
 def space_for(tune: TuneConfig | None, variant: str) -> dict[str, TuneParam]:
@@ -152,14 +158,16 @@ def run_tune(
     """Run (or continue, with ``on_existing="resume"``; ``"overwrite"`` deletes an earlier one) the study of `variant` until it holds `trials` finished
     trials (or `timeout` seconds pass); write the study directory (see the module) and return it.
 
-    A trial whose training diverges (`TrainingError`) is recorded as failed and counts; a trial
-    cut off by an interrupted process is marked failed and its parameters are tried again first.
+    The study directory is locked while this runs (`augkit.train.rundir.locked`): a second
+    process is refused with the holder's pid before it reads, deletes or changes anything. A
+    trial whose training diverges (`TrainingError`) is recorded as failed and counts; a trial
+    cut off by Ctrl-C, or left running by a process that died, is marked failed, does not count,
+    and its parameters are tried again first.
     """
     try:
         import optuna  # optional: the experiments extra, not a base dependency
     except ImportError:
         raise ConfigError("augkit tune needs Optuna: pip install 'augkit[experiments]' (or optuna>=3.6)") from None
-    from optuna.trial import TrialState  # optional, as above
 
     variant_overrides(variant, 1.0)
     if base.data.valid_fraction <= 0:
@@ -168,29 +176,58 @@ def run_tune(
     space = space_for(tune, variant)
     kinds = check_space(base, variant, space)
     out = study_dir(base, variant)
-    db = out / STUDY_DB
     resume = check_on_existing(on_existing) == "resume"
-    if db.exists() and not resume:
-        if on_existing != "overwrite":
+    if resume and not (out / STUDY_DB).exists():  # nothing to continue: leave no directory behind
+        raise RunDirectoryError(f"--resume: no study at {str(out / STUDY_DB)!r}; start one without --resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirectoryError(f"cannot create study directory {str(out)!r}: {error.strerror}") from None
+    with locked(out, what="study directory"):
+        study = _open_study(optuna, base, variant, space, tune, out, on_existing)
+        return _optimize(study, base, variant, space, kinds, tune, trials, timeout, out)
+
+
+def _open_study(
+    optuna: Any, base: TrainConfig, variant: str, space: Mapping[str, TuneParam], tune: TuneConfig, out: Path,
+    on_existing: OnExisting,
+) -> Any:
+    """The study in the locked `out`: created (after deleting an earlier one's files with
+    ``"overwrite"``) or loaded (``"resume"``: checked against the config and space, and every
+    trial left RUNNING, which no live process holds under the lock, failed and enqueued again)."""
+    from optuna.trial import TrialState  # optional: the experiments extra
+
+    db = out / STUDY_DB
+    _check_writable(out, db)
+    if db.exists() and on_existing != "overwrite":
+        check_study_db(db)
+        if on_existing == "refuse":
             raise RunDirectoryError(
                 f"{str(db)!r} holds a study already: continue it with --resume, or start afresh with --overwrite"
             )
-        shutil.rmtree(out)
-    if resume and not db.exists():
-        raise RunDirectoryError(f"--resume: no study at {str(db)!r}; start one without --resume")
-    out.mkdir(parents=True, exist_ok=True)
+    if on_existing == "overwrite":
+        for path in out.iterdir():
+            if path.name != LOCK_NAME:  # the lock this process holds stays
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    resume = on_existing == "resume"
     fingerprint = _fingerprint(base, space)
     name, storage = f"{base.name}-tune-{variant}", f"sqlite:///{db.resolve()}"
-    # A resumed study draws from seed + the trials it holds, so it does not repeat its first draws.
     try:
+        # A resumed study draws from seed + the trials it holds, so it does not repeat its first draws.
         recorded = len(optuna.load_study(study_name=name, storage=storage).trials) if resume else 0
+        seed = (base.seed if tune.sampler_seed is None else tune.sampler_seed) + recorded
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials)
+        study = optuna.create_study(
+            storage=storage, sampler=sampler, study_name=name, direction="maximize", load_if_exists=resume
+        )
     except KeyError:
         raise RunDirectoryError(f"--resume: {str(db)!r} holds no study named {name!r}; use --overwrite") from None
-    seed = (base.seed if tune.sampler_seed is None else tune.sampler_seed) + recorded
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials)
-    study = optuna.create_study(
-        storage=storage, sampler=sampler, study_name=name, direction="maximize", load_if_exists=resume
-    )
+    except Exception as error:  # sqlalchemy's errors, or Optuna's RuntimeError for a schema of another version
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise StudyError(
+            f"study database {str(db)!r} cannot be opened by Optuna {optuna.__version__} ({reason}); "
+            "move it away, or start afresh with --overwrite"
+        ) from None
     if resume:
         before = study.user_attrs.get("fingerprint")
         if before != fingerprint:
@@ -199,26 +236,84 @@ def run_tune(
                 f"--resume: the study in {str(db)!r} was run with another {' and '.join(changed)}; "
                 "resume with the same config (only --trials and --timeout may change), or use --overwrite"
             )
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if frozen.state == TrialState.RUNNING:
-                study.set_user_attr(f"interrupted-{frozen.number}", True)
-                study.tell(frozen.number, state=TrialState.FAIL)
-                study.enqueue_trial(dict(frozen.params), skip_if_exists=False)
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(frozen.number, state=TrialState.FAIL)
+            _retry(study, frozen.number, frozen.params)
     else:
         study.set_user_attr("fingerprint", fingerprint)
         study.set_user_attr("variant", variant)
         study.set_user_attr("monitor", base.eval.monitor)
+    return study
+
+
+def _retry(study: Any, number: int, params: Mapping[str, Any]) -> None:
+    """Mark trial `number` interrupted (it does not count towards ``--trials``) and enqueue its
+    `params`, so that the next trial tries them again."""
+    study.set_user_attr(f"interrupted-{number}", True)
+    study.enqueue_trial(dict(params), skip_if_exists=False)
+
+
+def check_study_db(db: Path) -> None:
+    """`StudyError` unless `db` is an SQLite database that passes SQLite's quick check and has
+    Optuna's tables; read without creating or changing a table (a hot journal left by a killed
+    process is rolled back, as SQLite does on any open)."""
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+    except sqlite3.Error as error:
+        raise StudyError(
+            f"study database {str(db)!r} is damaged or not SQLite ({error}); move it away, or start afresh with --overwrite"
+        ) from None
+    if problems != ["ok"]:
+        raise StudyError(
+            f"study database {str(db)!r} is damaged ({problems[0]}); move it away, or start afresh with --overwrite"
+        )
+    if not OPTUNA_TABLES <= tables:
+        raise StudyError(
+            f"study database {str(db)!r} is not an Optuna study (it lacks the tables "
+            f"{', '.join(sorted(OPTUNA_TABLES - tables))}); move it away, or start afresh with --overwrite"
+        )
+
+
+def _check_writable(out: Path, db: Path) -> None:
+    """`RunDirectoryError` if the study directory or its database cannot be written (SQLite
+    writes a journal beside the database)."""
+    for path in (out, db):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise RunDirectoryError(
+                f"study {'directory' if path == out else 'database'} {str(path)!r} is read-only; make it "
+                "writable, or copy the study elsewhere and run it there"
+            )
+
+
+def _optimize(
+    study: Any, base: TrainConfig, variant: str, space: Mapping[str, TuneParam], kinds: Mapping[str, str],
+    tune: TuneConfig, trials: int, timeout: float | None, out: Path,
+) -> Path:
+    """Run trials of `study` until `trials` finished ones, then write the outputs into `out`."""
     dataset = load_dataset(base)
     trials_dir = out / "trials"
 
+    stopped: list[BaseException] = []
+
     def objective(trial: Any) -> float:
-        params = {key: _suggest(trial, key, space[key], kinds[key]) for key in space}
-        config = trial_config(base, variant, params, name=f"trial-{trial.number:04d}", output_dir=str(trials_dir))
-        trial.set_user_attr("config", dump_config(config))
-        log.info("tune %s: trial %d, %s", variant, trial.number, ", ".join(f"{k}={v!r}" for k, v in params.items()))
-        result = fit(config, dataset, on_existing="overwrite")
-        trial.set_user_attr("epoch", result["epoch"])
-        return float(result["score"])
+        try:
+            params = {key: _suggest(trial, key, space[key], kinds[key]) for key in space}
+            config = trial_config(base, variant, params, name=f"trial-{trial.number:04d}", output_dir=str(trials_dir))
+            trial.set_user_attr("config", dump_config(config))
+            log.info("tune %s: trial %d, %s", variant, trial.number, ", ".join(f"{k}={v!r}" for k, v in params.items()))
+            result = fit(config, dataset, on_existing="overwrite")
+            trial.set_user_attr("epoch", result["epoch"])
+            return float(result["score"])
+        except TrainingError as error:  # diverged: the trial failed and counts; the study goes on
+            log.warning("tune %s: trial %d failed: %s", variant, trial.number, error)
+        except (KeyboardInterrupt, AugkitError) as error:  # the study stops; Ctrl-C's trial is retried on --resume
+            if isinstance(error, KeyboardInterrupt):
+                _retry(study, trial.number, trial.params)
+            stopped.append(error)
+            study.stop()
+        return math.nan  # Optuna records the trial failed, without logging a traceback
 
     def keep_best(study: Any, frozen: Any) -> None:
         if tune.keep_runs:
@@ -234,8 +329,9 @@ def run_tune(
 
     remaining = trials - _finished(study)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, timeout=timeout, catch=(TrainingError,), callbacks=[keep_best],
-                       gc_after_trial=False)
+        study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[keep_best], gc_after_trial=False)
+    if stopped:
+        raise stopped[0]
     return write_outputs(study, base, variant, space, out)
 
 

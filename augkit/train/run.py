@@ -18,7 +18,7 @@ from augkit.data.splits import Split, split_interactions
 from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
 from augkit.registry import get_registry
-from augkit.towers import Tower
+from augkit.towers import Tower, TowerConfig, check_parameter_memory, parameter_parts
 from augkit.train.config import Component, TrainConfig
 from augkit.train.contracts import augmentations, culprit
 from augkit.train.history import HISTORY_FEATURE, with_history
@@ -191,20 +191,42 @@ class TowerStep(nn.Module):
         return query, item, z1, z2, None if negatives is None else tower(negatives)
 
 
+ADAM_STATES = 2
+"""Tensors of optimiser state per parameter (Adam's two moments), counted before the towers are built."""
+
+
 def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch) -> nn.ModuleDict:
     """Item and query towers, initialised from the run's seed. The query's ``history`` bag
-    shares the item tower's ``item_id`` table when both exist."""
+    shares the item tower's ``item_id`` table when both exist.
+
+    First their parameters and Adam's state are estimated and checked against the free memory
+    of the host (where they are built) and of a CUDA ``device``: too large a model is a
+    `ConfigError` naming the ``model.*`` setting or the feature behind it, before any table is
+    allocated."""
     generator = generator_for(config.seed, STREAM_INIT)
     shape = {
         "hidden": config.model.hidden,
         "output_dim": config.model.output_dim,
         "embedding_dim": config.model.embedding_dim,
     }
-    item_tower = Tower(items.schema, **shape, generator=generator)
     tables = {}
     if HISTORY_FEATURE in queries.schema and ITEM_ID_FEATURE in items.schema:
-        tables[HISTORY_FEATURE] = item_tower.input_layer.table(ITEM_ID_FEATURE)
-    query_tower = Tower(queries.schema, **shape, tables=tables, generator=generator)
+        tables[HISTORY_FEATURE] = ITEM_ID_FEATURE
+    sizes = TowerConfig(**shape)
+    parts = [part._replace(label=f"item tower's {part.label}") for part in parameter_parts(items.schema, sizes)]
+    parts += [part._replace(label=f"query tower's {part.label}") for part in parameter_parts(queries.schema, sizes, shared=tables)]
+    devices = ["cpu"]  # the towers are built on the host, then moved to the run's device
+    if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
+        devices.append("cuda" if config.device == "auto" else config.device)
+    for device in devices:
+        check_parameter_memory(
+            parts, device, what="the towers' parameters and Adam's state", copies=1 + ADAM_STATES, prefix="model."
+        )
+    item_tower = Tower(items.schema, **shape, generator=generator)
+    query_tower = Tower(
+        queries.schema, **shape, tables={name: item_tower.input_layer.table(of) for name, of in tables.items()},
+        generator=generator,
+    )
     return nn.ModuleDict({"query": query_tower, "item": item_tower})
 
 

@@ -2,7 +2,8 @@
 
 ``<output_dir>/<name>/`` is locked with an OS file lock (released by the OS when the process
 dies, also on ``kill -9``), and a fresh run refuses a directory that holds another run's
-results unless told to overwrite them: `OnExisting` says which.
+results unless told to overwrite them: `OnExisting` says which. `locked` is the lock alone, which an
+``augkit tune`` study directory takes too.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
         raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror}") from None
     if not run_dir.is_dir():
         raise RunDirectoryError(f"run directory {str(run_dir)!r} is not a directory")
-    with _locked(run_dir / LOCK_NAME):
+    with locked(run_dir):
         for stale in run_dir.glob(".*.tmp"):  # a checkpoint write cut short by a killed process
             stale.unlink()
         if on_existing != "resume":
@@ -83,15 +84,25 @@ def _remove(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive, non-blocking lock on `path`, which records the holder's pid."""
-    handle = open(path, "a+", encoding="utf-8")
+def locked(directory: Path, *, what: str = "run directory") -> Iterator[None]:
+    """An exclusive, non-blocking OS lock on ``directory / LOCK_NAME`` (the directory must
+    exist), which records the holder's pid: a second process is refused with it, and a lock
+    file that cannot be opened (a read-only directory) is named. Both are `RunDirectoryError`.
+    `what` names the directory in the messages (``"study directory"`` for ``augkit tune``)."""
+    path = directory / LOCK_NAME
+    try:
+        handle = open(path, "a+", encoding="utf-8")
+    except OSError as error:
+        raise RunDirectoryError(
+            f"cannot lock {what} {str(directory)!r}: {error.strerror} ({str(path)!r}); "
+            "make the directory writable, or choose another --name or output_dir"
+        ) from None
     try:
         if not _try_lock(handle):
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
             raise RunDirectoryError(
-                f"run directory {str(path.parent)!r} is in use by process {holder} (lock {str(path)!r}); "
+                f"{what} {str(directory)!r} is in use by process {holder} (lock {str(path)!r}); "
                 "wait for it to finish or choose another --name"
             )
         handle.seek(0)
