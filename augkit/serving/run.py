@@ -139,7 +139,7 @@ def load_run(
     queries = with_history(
         dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
     )
-    model = build_model(config, dataset.items, queries)
+    model = build_model(config, dataset.items, queries, training=False)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError) as error:

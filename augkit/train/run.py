@@ -195,14 +195,16 @@ ADAM_STATES = 2
 """Tensors of optimiser state per parameter (Adam's two moments), counted before the towers are built."""
 
 
-def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch) -> nn.ModuleDict:
+def build_model(
+    config: TrainConfig, items: FeatureBatch, queries: FeatureBatch, *, training: bool = True
+) -> nn.ModuleDict:
     """Item and query towers, initialised from the run's seed. The query's ``history`` bag
     shares the item tower's ``item_id`` table when both exist.
 
-    First their parameters and Adam's state are estimated and checked against the free memory
-    of the host (where they are built) and of a CUDA ``device``: too large a model is a
-    `ConfigError` naming the ``model.*`` setting or the feature behind it, before any table is
-    allocated."""
+    First their parameters (and, when `training`, Adam's state) are estimated and checked
+    against the free memory of the host (where they are built) and of a CUDA ``device``: too
+    large a model is a `ConfigError` naming the ``model.*`` setting or the feature behind it,
+    before any table is allocated. Serving builds with ``training=False``."""
     generator = generator_for(config.seed, STREAM_INIT)
     shape = {
         "hidden": config.model.hidden,
@@ -220,7 +222,8 @@ def build_model(config: TrainConfig, items: FeatureBatch, queries: FeatureBatch)
         devices.append("cuda" if config.device == "auto" else config.device)
     for device in devices:
         check_parameter_memory(
-            parts, device, what="the towers' parameters and Adam's state", copies=1 + ADAM_STATES, prefix="model."
+            parts, device, what="the towers' parameters and Adam's state" if training else "the towers' parameters",
+            copies=1 + ADAM_STATES if training else 1, prefix="model.",
         )
     item_tower = Tower(items.schema, **shape, generator=generator)
     query_tower = Tower(
