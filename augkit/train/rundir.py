@@ -15,6 +15,7 @@ from typing import Literal, get_args
 
 from augkit.errors import RunDirectoryError
 from augkit.train.checkpoint import no_checkpoint
+from augkit.train.writing import writing
 
 OnExisting = Literal["refuse", "resume", "overwrite"]
 """What a run does with its directory (``--resume``, ``--overwrite``, neither):
@@ -47,12 +48,13 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror}") from None
+        raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror or error}") from None
     if not run_dir.is_dir():
         raise RunDirectoryError(f"run directory {str(run_dir)!r} is not a directory")
     with _locked(run_dir / LOCK_NAME):
         for stale in run_dir.glob(".*.tmp"):  # a checkpoint write cut short by a killed process
-            stale.unlink()
+            with writing(stale):
+                stale.unlink()
         if on_existing != "resume":
             found = [name for name in RESULTS if (run_dir / name).exists()]
             found += [f"{sub}/{name}" for sub in SUB_RUNS for name in RESULTS if (run_dir / sub / name).exists()]
@@ -62,7 +64,8 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
                     "continue it with --resume, replace it with --overwrite, or choose another --name"
                 )
             for name in found:
-                _remove(run_dir / name)
+                with writing(run_dir / name):
+                    _remove(run_dir / name)
         yield run_dir
 
 
@@ -85,7 +88,8 @@ def _remove(path: Path) -> None:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive, non-blocking lock on `path`, which records the holder's pid."""
-    handle = open(path, "a+", encoding="utf-8")
+    with writing(path):
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open while the lock is
     try:
         if not _try_lock(handle):
             handle.seek(0)
@@ -94,10 +98,11 @@ def _locked(path: Path) -> Iterator[None]:
                 f"run directory {str(path.parent)!r} is in use by process {holder} (lock {str(path)!r}); "
                 "wait for it to finish or choose another --name"
             )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        with writing(path):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         yield
     finally:
         handle.close()  # closing releases the lock
