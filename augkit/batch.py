@@ -11,6 +11,7 @@ import attrs
 import numpy as np
 import torch
 
+from augkit.config_io import MAX_DEPTH
 from augkit.errors import BatchValidationError, UnknownNameError
 from augkit.schema import MISSING, Categorical, Dense, FeatureSchema, FeatureSpec, MultiCategorical
 
@@ -20,6 +21,8 @@ TensorLike = torch.Tensor | np.ndarray | list
 
 
 def _frozen_mapping(value: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"FeatureBatch values and kept masks are mappings of feature name to tensor, got {type(value).__name__}")
     return MappingProxyType(dict(value))
 
 
@@ -110,6 +113,16 @@ class FeatureBatch:
             ...
             augkit.errors.BatchValidationError: feature 'genre': id 3 at position (0,) is out of range; expected 0..2, or -1 for missing/padding
         """
+        if not isinstance(schema, FeatureSchema):
+            hint = " (build one with FeatureSchema.from_dict)" if isinstance(schema, Mapping) else ""
+            raise BatchValidationError(
+                f"FeatureBatch.from_tensors(schema): expected a FeatureSchema, got {type(schema).__name__}{hint}"
+            )
+        if not isinstance(values, Mapping):
+            raise BatchValidationError(
+                "FeatureBatch.from_tensors(values): expected a mapping of feature name to tensor, "
+                f"array or list (e.g. {{{schema.names[0]!r}: [...]}}), got {type(values).__name__}"
+            )
         unknown = [name for name in values if name not in schema]
         if unknown:
             raise UnknownNameError("feature in batch values", unknown[0], schema.names)
@@ -394,7 +407,9 @@ def _as_tensor(what: str, data: TensorLike, device: torch.device | None, expecte
 
 def _first_huge_int(data: object, position: tuple[int, ...]) -> tuple[int, tuple[int, ...]] | None:
     """The first Python int of nested lists (or an object array) `data` that int64 cannot
-    hold, and its position."""
+    hold, and its position; none past `MAX_DEPTH` levels (no tensor has that many dims)."""
+    if len(position) > MAX_DEPTH:
+        return None
     if isinstance(data, np.ndarray) and data.dtype == object:
         data = data.tolist()
     if isinstance(data, (list, tuple)):

@@ -17,6 +17,7 @@ import torch
 
 from augkit.augmentation import CONFIG_VERSION, Augmentation, PairAugmentation, check_pair, check_view
 from augkit.batch import FeatureBatch
+from augkit.config_io import check_depth
 from augkit.errors import AugkitError, ConfigError, PluginError, UnknownNameError, check_known_keys
 from augkit.random import check_generator
 from augkit.registry import Registry, get_registry
@@ -193,6 +194,8 @@ def from_config(
     ``"sequential"`` and ``"two_views"`` are augkit's own compositions. `where` (a config key
     path such as ``ssl.augmentation``) prefixes every error with the key path at fault, down to
     the parameter: ``ssl.augmentation.params.each[0].params.rate: dropout: rate must be ...``.
+    A config whose tables and lists nest deeper than `augkit.config_io.MAX_DEPTH` is a
+    `ConfigError` (checked before anything is built).
 
     Examples:
         >>> from augkit import from_config
@@ -213,6 +216,7 @@ def from_config(
         augkit.errors.UnknownNameError: unknown augmentation 'dropuot'; did you mean 'dropout'? Known: ... (at ssl.augmentation)
     """
     registry = get_registry() if registry is None else registry
+    check_depth(config, where or "augmentation config")
     try:
         return _from_config(config, registry, where)
     except UnknownNameError as error:
@@ -312,6 +316,7 @@ def prepare_config(
         False
     """
     registry = get_registry() if registry is None else registry
+    check_depth(config, where or "augmentation config")
     return _prepare(copy.deepcopy(dict(config)), corpus, allow_stale, registry, where)
 
 

@@ -155,3 +155,29 @@ def _item(path: str, index: int | str) -> str:
 def join(path: str, key: str) -> str:
     """The key path of `key` inside the table at `path`."""
     return f"{path}.{key}" if path else key
+
+
+MAX_DEPTH = 64
+"""How deep tables and lists may nest in a config, or a JSON file, that augkit reads: an
+augmentation pipeline of ``two_views``/``sequential`` nested about 20 deep fits."""
+
+
+def check_depth(data: Any, what: str, *, limit: int = MAX_DEPTH) -> None:
+    """`ConfigError` naming `what` (a file, or a key path) when tables and lists in `data` nest
+    deeper than `limit`. The walk holds its own stack, so no depth exhausts Python's."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, Mapping):
+            children: Any = ((str(k), v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            children = ((f"[{i}]", v) for i, v in enumerate(value))
+        else:
+            continue
+        if len(path) >= limit:
+            shown = "".join(k if k.startswith("[") else f".{k}" for k in path[:6]).lstrip(".")
+            raise ConfigError(
+                f"{what}: tables and lists nest more than {limit} deep (at {shown}...); augkit "
+                f"reads configs and JSON files nested at most {limit} deep"
+            )
+        stack.extend((v, (*path, k)) for k, v in children if isinstance(v, (Mapping, list, tuple)))

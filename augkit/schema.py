@@ -18,11 +18,13 @@ User data marks a missing single value, and the padding of a bag, with ``-1``
 from __future__ import annotations
 
 import keyword
-from collections.abc import Iterator, Mapping
+import reprlib
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeAlias
 
 import attrs
 
+from augkit.config_io import check_depth
 from augkit.errors import ConfigError, SchemaError, UnknownNameError, check_known_keys
 
 __all__ = ["MISSING", "Categorical", "Dense", "FeatureSchema", "FeatureSpec", "MultiCategorical"]
@@ -125,6 +127,18 @@ _SPEC_TYPES: dict[str, type] = {
 }
 
 
+def _features(value: Any) -> tuple:
+    """Converter: any iterable of specs (a list, a tuple) as a tuple; a mapping, a string or a
+    non-iterable is a `SchemaError` naming the argument."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable):
+        hint = "; build a schema from a dict with FeatureSchema.from_dict" if isinstance(value, Mapping) else ""
+        raise SchemaError(
+            "FeatureSchema(features): expected a list of Categorical, MultiCategorical or Dense "
+            f"specs, got {type(value).__name__}{hint}"
+        )
+    return tuple(value)
+
+
 def _check_features(instance: Any, attribute: attrs.Attribute, value: tuple) -> None:
     if not value:
         raise SchemaError("a FeatureSchema needs at least one feature")
@@ -132,7 +146,8 @@ def _check_features(instance: Any, attribute: attrs.Attribute, value: tuple) -> 
     for spec in value:
         if not isinstance(spec, (Categorical, MultiCategorical, Dense)):
             raise SchemaError(
-                f"FeatureSchema takes Categorical, MultiCategorical or Dense specs, got {spec!r}"
+                f"FeatureSchema takes Categorical, MultiCategorical or Dense specs, got "
+                f"{reprlib.repr(spec)} ({type(spec).__name__})"
             )
         if spec.name in seen:
             raise SchemaError(f"feature {spec.name!r} appears twice in the schema")
@@ -161,7 +176,7 @@ class FeatureSchema:
         True
     """
 
-    features: tuple[FeatureSpec, ...] = attrs.field(converter=tuple, validator=_check_features)
+    features: tuple[FeatureSpec, ...] = attrs.field(converter=_features, validator=_check_features)
     _index: Mapping[str, int] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
@@ -215,6 +230,7 @@ class FeatureSchema:
         if not isinstance(data, Mapping) or set(data) != {"features"}:
             got = sorted(map(str, data)) if isinstance(data, Mapping) else type(data).__name__
             raise ConfigError(f"a schema dict has exactly one key 'features', got {got}")
+        check_depth(data, "schema dict")
         entries = data["features"]
         if not isinstance(entries, (list, tuple)):
             raise ConfigError(

@@ -82,14 +82,16 @@ def mi(
         rest = largest_pair(matrix, exclude=keys)
         if rest is not None:
             click.echo(f"largest pair without key features: {rest[0]} & {rest[1]} = {rest[2]:.3f} nats")
+    target = output
     try:
         matrix.save(output)
         click.echo(f"wrote {output.resolve()}")
         if plot is not None:
+            target = plot
             plot_matrix(matrix, plot, title=f"Feature mutual information (nats): {source.name}")
             click.echo(f"wrote {plot.resolve()}")
     except OSError as error:
-        raise click.ClickException(f"cannot write {error.filename}: {error.strerror}") from None
+        raise click.ClickException(f"cannot write {error.filename or target}: {error.strerror or error}") from None
 
 
 def _mi_inputs(

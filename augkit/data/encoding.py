@@ -42,6 +42,18 @@ def encode(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     return tuple(uniques[i] for i in filled), rank[codes]
 
 
+def integer_twins(vocabulary: tuple[str, ...]) -> tuple[str, str] | None:
+    """The first two distinct values of `vocabulary` that spell the same integer (``"1"`` and
+    ``"01"``, ``"+1"``), or None: keys compared as text keep them apart."""
+    seen: dict[int, str] = {}
+    for value in vocabulary:
+        if INTEGER.fullmatch(value):
+            first = seen.setdefault(int(value), value)
+            if first != value:
+                return first, value
+    return None
+
+
 def pad_bags(rows: np.ndarray, ids: np.ndarray, num_rows: int) -> np.ndarray:
     """Bags as a padded int64 ``[num_rows, max_len]`` array (``MISSING`` as padding).
 

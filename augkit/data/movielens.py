@@ -197,18 +197,18 @@ def _years(file: Path, lines: np.ndarray, dates: np.ndarray) -> tuple[tuple[int,
 
 def load_movielens_rating_counts(path: str | os.PathLike[str], num_items: int) -> np.ndarray:
     """float64 ``[num_items]``: ratings per item (row i = movie id i + 1) in ``u.data``
-    (`path`: the file or the ``ml-100k`` directory; tab-separated user, item, rating, time)."""
+    (`path`: the file or the ``ml-100k`` directory; tab-separated user, item, rating, time).
+    Every line must hold the four fields, so a log cut inside its last line is a `ConfigError`
+    naming the file and line, not a count for a truncated movie id."""
     file = _file_in(path, "u.data")
-    try:
-        items = np.loadtxt(file, dtype=np.int64, usecols=1, ndmin=1, delimiter="\t")
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"MovieLens ratings {str(file)!r}: {error}") from None
+    lines, table = _read_fields(file, "\t", _RATING_FIELDS, "ratings")
+    items = _integers(file, lines, table[:, 1], "movie id")
     bad = (items < 1) | (items > num_items)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise BatchValidationError(
-            f"{str(file)!r}, rating {row + 1}: item {int(items[row])} is outside the {num_items} "
-            f"movies 1..{num_items}"
+            f"{str(file)!r}, line {lines[row]}, rating {row + 1}: item {int(items[row])} is outside "
+            f"the {num_items} movies 1..{num_items}"
         )
     return np.bincount(items - 1, minlength=num_items).astype(np.float64)
 

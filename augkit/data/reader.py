@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
+import encodings.aliases
 import io
 import sys
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -47,10 +49,25 @@ def _separator(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 
 def _codec(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    """A text encoding: a codec that turns bytes into text (not 'rot13', 'zlib' or 'base64',
+    which turn bytes into bytes or text into text)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a string such as 'utf-8', got {value!r}")
     try:
-        codecs.lookup(value)
+        info = codecs.lookup(value)
     except LookupError:
-        raise ValueError(f"{attribute.name} {value!r} is not a known codec") from None
+        close = difflib.get_close_matches(value.lower().replace("-", "_"), _ENCODING_NAMES, n=3)
+        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"{attribute.name} {value!r} is not a known codec{hint}") from None
+    if not info._is_text_encoding:
+        raise ValueError(
+            f"{attribute.name} {value!r} is not a text encoding (the {info.name} codec does not decode "
+            "bytes to text); use a text encoding such as 'utf-8', 'latin-1' or 'cp1252'"
+        )
+
+
+_ENCODING_NAMES = sorted(set(encodings.aliases.aliases) | set(encodings.aliases.aliases.values()))
+"""The standard library's encoding names and aliases, for close matches."""
 
 
 @attrs.frozen(kw_only=True)

@@ -19,7 +19,7 @@ import torch
 
 from augkit.batch import FeatureBatch
 from augkit.data.dataset import InteractionLog, RecDataset
-from augkit.data.encoding import INTEGER, encode, factorize, pad_bags
+from augkit.data.encoding import INTEGER, encode, factorize, integer_twins, pad_bags
 from augkit.data.items import ItemTable
 from augkit.data.reader import Bags, Column, Source, Table, read_table, resolve, split_cells
 from augkit.data.tables_config import FeatureColumn, FeatureFile, TablesConfig, needs_separator
@@ -306,6 +306,14 @@ def _entity(
     ]
     keys = [_keys(table, file.key, f"{entity} key", logged.key_type) for file, table in files]
     vocabulary, ids = encode(np.concatenate([log_keys, *keys]))
+    if logged.key_type == "str" and (twins := integer_twins(vocabulary)) is not None:
+        report.append(
+            f"{entity} keys (column {logged.column!r} of {str(logged.log.file)!r}"
+            f"{f' and the {entity} files' if configs else ''}): "
+            f"{twins[0]!r} and {twins[1]!r} spell the same integer but are different {entity}s, as the "
+            f'keys compare as text; set key_type = "int" (or key_type = {{ {entity} = "int" }}) to '
+            "read them as one"
+        )
     size = len(vocabulary)
     bounds = np.cumsum([log_keys.size, *(k.size for k in keys)])
     logged_ids = np.unique(ids[: log_keys.size])

@@ -12,6 +12,7 @@ checkpoint of another run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from augkit.errors import CheckpointError
+from augkit.train.writing import writing
 
 CHECKPOINT_NAME = "checkpoint.pt"
 """The latest state of a run (for ``--resume``)."""
@@ -62,7 +64,8 @@ def check_owner(path: Path, state: Mapping[str, Any], run_dir: Path, run_id: str
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
     """Write `state` to a temporary file unique to this process beside `path`, fsync it, then
-    rename it over `path`: a run killed mid-write leaves the previous checkpoint intact."""
+    rename it over `path`: a run killed mid-write leaves the previous checkpoint intact. A failed
+    write (read-only directory, full disk) is a `RunDirectoryError` naming `path`."""
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
     payload = buffer.getvalue()
@@ -71,16 +74,18 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(wrapped, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as handle:
+                torch.save(wrapped, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            tmp.unlink(missing_ok=True)
 
 
 def _load(source: Any, path: Path, what: str) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,19 +19,19 @@ import attrs
 import cattrs.gen
 import tomli_w
 
-from augkit.config_io import join, kind, strict, strict_converter, structure
+from augkit.config_io import MAX_DEPTH, check_depth, join, kind, strict, strict_converter, structure
 from augkit.data.sources import SOURCES
 from augkit.data.tables_config import TablesConfig, structure_tables
 from augkit.errors import ConfigError, UnknownNameError, check_known_keys
 from augkit.registry import get_registry
 from augkit.validators import (
+    Validator,
     device,
     distinct,
     integer,
     number,
     one_of,
     positive_integers,
-    Validator,
     registered,
     run_name,
 )
@@ -443,6 +444,7 @@ def config_from_dict(data: Mapping[str, Any], *, source: str = "config") -> Trai
     (``epochs must be an integer >= 1, got 0 @ run.toml.epochs``)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"a trainer config is a table, got {kind(data)} @ {source}")
+    check_depth(data, source)
     data = _strip_bom_keys(data)
     for moved, (default, replacement) in MOVED_KEYS.items():
         section, _, key = moved.partition(".")
@@ -477,6 +479,11 @@ def load_config(path: str | Path, *, overrides: Sequence[str] = ()) -> TrainConf
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: tables and lists nest deeper than the TOML reader follows; augkit reads "
+            f"configs nested at most {MAX_DEPTH} deep"
+        ) from None
     config = config_from_dict(data, source=str(path))
     return apply_overrides(config, overrides) if overrides else config
 
@@ -497,27 +504,98 @@ def apply_overrides(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
             values[key.strip()] = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
             values[key.strip()] = text
+        except RecursionError:
+            raise ConfigError(
+                f"--set {key.strip()!r}: the value nests deeper than the TOML reader follows; augkit "
+                f"reads configs nested at most {MAX_DEPTH} deep"
+            ) from None
     return apply_values(config, values, option=f"--set {', '.join(map(repr, overrides))}")
 
 
 def apply_values(config: TrainConfig, values: Mapping[str, Any], *, option: str) -> TrainConfig:
     """`config` with each dotted key of `values` set to its value, checked as a file is;
-    errors start with `option`, the command-line option that gave the values."""
+    errors start with `option`, the command-line option that gave the values.
+
+    A key part ``name[i]`` addresses item ``i`` of a list (``ssl.augmentation.params.each[0]
+    .params.rate``); an index past the list, an index into something that is not a list, and a
+    key into something that is not a table are `ConfigError` naming what stands at that path.
+    """
     data = config_to_dict(config)
     for key, value in values.items():
-        parts = key.split(".")
-        node = data
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if not isinstance(child, dict) or (depth == 0 and part not in _SECTIONS):
-                known = [k for k, v in node.items() if isinstance(v, dict)]
-                raise UnknownNameError(f"table in {option}", part, known)
-            node = child
-        node[parts[-1]] = value
+        steps = _key_steps(key, option)
+        node: Any = data
+        for depth, step in enumerate(steps[:-1]):
+            if depth == 0 and step not in data:
+                known = [k for k, v in data.items() if isinstance(v, dict)]
+                raise UnknownNameError(f"table in {option}", step, known)
+            if depth >= 2 and isinstance(node, dict) and step not in node:
+                node[step] = {}  # a new table inside a free-form one (an augmentation's params)
+            node = _descend(node, step, steps[:depth], option)
+        _check_step(node, steps[-1], steps[:-1], option, last=True)
+        node[steps[-1]] = value
     try:
         return config_from_dict(data, source="")
     except ConfigError as error:
         raise ConfigError(f"{option}: {error}") from None
+
+
+_KEY_PART = re.compile(r"([^\[\]]+)((?:\[\d+\])*)")
+"""A part of a dotted key: a name, then any list indexes ``[i]``."""
+
+
+def _key_steps(key: str, option: str) -> list[str | int]:
+    """``"a.b[0][1].c"`` as ``["a", "b", 0, 1, "c"]``."""
+    steps: list[str | int] = []
+    for part in key.strip().split("."):
+        match = _KEY_PART.fullmatch(part.strip())
+        if match is None:
+            raise ConfigError(
+                f"{option}: cannot read key part {part!r} of {key!r}; write a table key as name and "
+                "a list item as name[index], e.g. ssl.augmentation.params.each[0].params.rate"
+            )
+        steps.append(match[1])
+        steps.extend(int(index) for index in re.findall(r"\d+", match[2]))
+    return steps
+
+
+def _path(steps: Sequence[str | int]) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in steps).lstrip(".")
+
+
+def _check_step(node: Any, step: str | int, path: Sequence[str | int], option: str, *, last: bool = False) -> None:
+    """`ConfigError` unless `node` (at `path`) can take `step`: a key of a table, or an index in
+    range of a list. `last`: the step sets a value, so a new key of a table is fine."""
+    where = _path(path)
+    if isinstance(step, int):
+        if not isinstance(node, list):
+            raise ConfigError(f"{option}: {where} is {kind(node)}, not a list; [{step}] indexes a list only")
+        if step >= len(node):
+            raise ConfigError(
+                f"{option}: {where}[{step}] is out of range; {where} holds {len(node)} item(s)"
+                + (f", indexes 0..{len(node) - 1}" if node else "")
+            )
+        return
+    if not isinstance(node, dict):
+        hint = f"; address its items as {where}[index]" if isinstance(node, list) else ""
+        raise ConfigError(
+            f"{option}: {where} is {kind(node)} ({reprlib.repr(node)}), not a table; it has no key {step!r}{hint}"
+        )
+    if not last and step not in node:
+        raise UnknownNameError(
+            f"key of {where} in {option}",
+            step,
+            node,
+            note="" if node else f"({where} is an empty table)",
+        )
+
+
+def _descend(node: Any, step: str | int, path: Sequence[str | int], option: str) -> Any:
+    """``node[step]``, checked; a tuple there becomes a list so that its items can be set."""
+    _check_step(node, step, path, option)
+    child = node[step]
+    if isinstance(child, tuple):
+        child = node[step] = list(child)
+    return child
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 
 from augkit.train.config import TrainConfig, dump_config
 from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.writing import names_write_errors
 
 SUMMARY_SLICES = ("all", "head", "tail", "cold")
 
@@ -113,6 +114,7 @@ def config_text(config: TrainConfig, versions: Mapping[str, str]) -> str:
     return f"# written by augkit train; versions:\n{header}{dump_config(config)}"
 
 
+@names_write_errors
 def write_run_report(
     run_dir: Path,
     config: TrainConfig,
@@ -122,7 +124,8 @@ def write_run_report(
     warnings: Sequence[str] = (),
 ) -> None:
     """Write ``config.toml``, ``metrics.json`` (`report`), ``report.md``,
-    ``recall_by_decile.png`` and, with a `history`, ``training_curves.png``."""
+    ``recall_by_decile.png`` and, with a `history`, ``training_curves.png``; a failed write
+    (read-only directory, full disk) is a `RunDirectoryError` naming the file."""
     ks, name, training = config.eval.ks, config.name, report["training"]
     (run_dir / "config.toml").write_text(config_text(config, report.get("versions", {})), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")

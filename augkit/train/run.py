@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
@@ -11,17 +12,20 @@ from torch import nn
 from augkit import distributed
 from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
-from augkit.compose import TwoViews, from_config, prepare_config
+from augkit.compose import Sequential, TwoViews, from_config, prepare_config
 from augkit.data.dataset import RecDataset
 from augkit.data.sources import load_source
 from augkit.data.splits import Split, split_interactions
 from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
 from augkit.registry import get_registry
+from augkit.testing import check_global_rngs_untouched, check_reproducible
 from augkit.towers import Tower, TowerConfig, check_parameter_memory, parameter_parts
 from augkit.train.config import Component, TrainConfig
 from augkit.train.contracts import augmentations, culprit
 from augkit.train.history import HISTORY_FEATURE, with_history
+
+log = logging.getLogger("augkit.train")
 
 ITEM_ID_FEATURE = "item_id"
 
@@ -258,3 +262,43 @@ def _check_fits(augmentation: TwoViews | PairAugmentation, items: FeatureBatch, 
             f"ssl.augmentation does not fit the item features ({', '.join(items.schema.names)}): "
             f"{culprit(augmentations(config), error)}: {type(error).__name__}: {error}"
         ) from None
+    _warn_on_global_randomness(augmentation, sample, config)
+
+
+def _warn_on_global_randomness(
+    augmentation: TwoViews | PairAugmentation, sample: FeatureBatch, config: dict[str, Any]
+) -> None:
+    """Log a warning naming the plugin when `augmentation` draws from (or reseeds) a global RNG
+    instead of the generator it is given: the conformance kit's `check_reproducible` and
+    `check_global_rngs_untouched` on the dry-run sample. Two runs of one config would differ,
+    so the run is not refused, but the user is told which plugin breaks reproducibility."""
+    failure = _own_randomness_failure(augmentation, sample)
+    if failure is None:
+        return
+    failing = {leaf["name"]: found for leaf in _leaf_configs(config) if (found := _own_randomness_failure(from_config(leaf), sample))}
+    registry = get_registry()
+    culprits = [registry.get("augmentation", name) for name in failing] or augmentations(config)
+    log.warning(
+        "ssl.augmentation: %s draws from a global random number generator, not the generator it is "
+        "given, so two runs with the same seed will differ (%s)",
+        " or ".join(dict.fromkeys(r.describe() for r in culprits)),
+        next(iter(failing.values()), failure),
+    )
+
+
+def _own_randomness_failure(augmentation: Any, sample: FeatureBatch) -> str | None:
+    """The conformance kit's message when `augmentation` touches a global RNG, else None."""
+    try:
+        check_reproducible(augmentation, sample)
+        check_global_rngs_untouched(augmentation, sample)
+    except AssertionError as failure:
+        return str(failure)
+    return None
+
+
+def _leaf_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configs of the registered augmentations inside a (prepared) augmentation config."""
+    if config.get("name") not in (Sequential.name, TwoViews.name):
+        return [config]
+    nested = [v for value in config.get("params", {}).values() for v in (value if isinstance(value, list) else [value])]
+    return [leaf for child in nested if isinstance(child, dict) for leaf in _leaf_configs(child)]

@@ -16,6 +16,7 @@ from typing import Literal, get_args
 
 from augkit.errors import RunDirectoryError
 from augkit.train.checkpoint import no_checkpoint
+from augkit.train.writing import writing
 
 OnExisting = Literal["refuse", "resume", "overwrite"]
 """What a run does with its directory (``--resume``, ``--overwrite``, neither):
@@ -48,12 +49,13 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror}") from None
+        raise RunDirectoryError(f"cannot create run directory {str(run_dir)!r}: {error.strerror or error}") from None
     if not run_dir.is_dir():
         raise RunDirectoryError(f"run directory {str(run_dir)!r} is not a directory")
     with locked(run_dir):
         for stale in run_dir.glob(".*.tmp"):  # a checkpoint write cut short by a killed process
-            stale.unlink()
+            with writing(stale):
+                stale.unlink()
         if on_existing != "resume":
             found = [name for name in RESULTS if (run_dir / name).exists()]
             found += [f"{sub}/{name}" for sub in SUB_RUNS for name in RESULTS if (run_dir / sub / name).exists()]
@@ -63,7 +65,8 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
                     "continue it with --resume, replace it with --overwrite, or choose another --name"
                 )
             for name in found:
-                _remove(run_dir / name)
+                with writing(run_dir / name):
+                    _remove(run_dir / name)
         yield run_dir
 
 
@@ -105,10 +108,11 @@ def locked(directory: Path, *, what: str = "run directory") -> Iterator[None]:
                 f"{what} {str(directory)!r} is in use by process {holder} (lock {str(path)!r}); "
                 "wait for it to finish or choose another --name"
             )
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        with writing(path):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         yield
     finally:
         handle.close()  # closing releases the lock

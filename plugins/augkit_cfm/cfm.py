@@ -58,6 +58,12 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
     the key is every seed's top correlate; SU divides by the key's large entropy, so a
     feature that really tracks the seed ranks first.
 
+    Built directly, CFM trusts its ``mi``: it has no corpus to check the matrix against, and a
+    batch is a sample of items whose columns never match the corpus fingerprints, so no check
+    at call time can tell a stale matrix. Check it against the item corpus with
+    `augkit.compose.prepare_config` (the trainer does; ``prepare(params, corpus)`` below): a
+    matrix computed from other data is an error naming the features that changed.
+
     Examples:
         ``subgenre`` follows ``genre``; ``year`` is independent of both:
 

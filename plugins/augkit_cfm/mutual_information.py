@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import torch
 
 from augkit import validators
 from augkit.batch import FeatureBatch
+from augkit.config_io import MAX_DEPTH, check_depth
 from augkit.errors import AugkitError, BatchValidationError, ConfigError, UnknownNameError
 from augkit.schema import Dense
 from augkit_cfm.columns import Column, column
@@ -181,9 +183,11 @@ class MutualInformation:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MutualInformation:
-        """Inverse of `to_dict`; `ConfigError`/`UnknownNameError` name the key at fault."""
+        """Inverse of `to_dict`; `ConfigError`/`UnknownNameError` name the key at fault (also for
+        tables and lists nested deeper than `augkit.config_io.MAX_DEPTH`)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a mutual-information dict is a mapping, got {type(data).__name__}")
+        check_depth(data, "mutual-information dict")
         for key in data:
             if key not in _KEYS:
                 raise UnknownNameError("key of a mutual-information dict", str(key), _KEYS)
@@ -209,14 +213,30 @@ class MutualInformation:
         )
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write `to_dict` as JSON to `path`."""
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=1)
-            handle.write("\n")
+        """Write `to_dict` as JSON to `path`, through a temporary file beside it renamed over
+        it: a write that fails (a full disk) leaves an earlier file at `path` as it was."""
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(tmp, path)
+        except OSError as error:
+            if error.filename == tmp:  # name the file the caller asked for
+                error.filename = os.fspath(path)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MutualInformation:
-        """Read a file `save` wrote; errors name the file and the key at fault."""
+        """Read a file `save` wrote (`path`: a str or path-like); errors name the file and the
+        key at fault, and JSON nested deeper than `augkit.config_io.MAX_DEPTH` is one."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ConfigError(
+                f"MutualInformation.load: path must be a str or os.PathLike, got {type(path).__name__}"
+            )
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -224,6 +244,11 @@ class MutualInformation:
             raise ConfigError(f"cannot read mutual-information file {os.fspath(path)!r}: {error}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"mutual-information file {os.fspath(path)!r} is not JSON: {error}") from None
+        except RecursionError:
+            raise ConfigError(
+                f"mutual-information file {os.fspath(path)!r}: JSON nested deeper than the reader "
+                f"follows; augkit reads JSON files nested at most {MAX_DEPTH} deep"
+            ) from None
         try:
             return cls.from_dict(data)
         except AugkitError as error:
