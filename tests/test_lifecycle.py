@@ -171,7 +171,7 @@ def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, mo
     for line in ("users,", "validation,", "parameters; device cpu", "epoch 1: validating", "testing the best"):
         assert line in result.output, line
     def summary(output: str) -> str:
-        return re.search(r"test Recall@10: model [^\n]*", output).group()
+        return re.search(r"test Recall@50: model [^\n]*", output).group()
 
     assert "baseline" not in summary(result.output)
     both = CliRunner().invoke(main, ["train", "run.toml", "--resume", "--overwrite"])
@@ -179,7 +179,7 @@ def test_cli_train_prints_the_start_up_summary_and_evaluation_lines(tmp_path, mo
     with_baseline = CliRunner().invoke(main, ["train", "run.toml", "--name", "both", "--set", "eval.baseline=true"])
     assert with_baseline.exit_code == 0, with_baseline.output
     last = summary(with_baseline.output)
-    assert "model " in last and ", baseline " in last and "TopPopular" in last and "training the baseline" in with_baseline.output
+    assert "model all " in last and "; baseline all " in last and "TopPopular" in last and "training the baseline" in with_baseline.output
     written = json.loads((tmp_path / "runs" / "default" / "metrics.json").read_text())
     assert written["versions"]["torch"] == torch.__version__
 

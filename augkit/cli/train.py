@@ -15,7 +15,7 @@ from torch.distributed.run import main as torchrun
 from augkit.cli.common import on_existing, settings_from, show_progress_lines
 from augkit.distributed import environment_world_size
 from augkit.train import dump_config, run_training
-from augkit.train.report import report_rows
+from augkit.train.report import monitored_k, summary_line
 from augkit.train.rundir import OnExisting
 
 DEFAULT_RUN = {"eval": {"baseline": True}}
@@ -80,9 +80,7 @@ def train(
     metrics = run_training(settings, on_existing=existing, allow_changed_data=allow_changed_data)
     if os.environ.get("RANK", "0") != "0":
         return
-    k = settings.eval.ks[0]
-    recalls = ", ".join(f"{row} {m['all'][f'recall@{k}']:.4f}" for row, m in report_rows(metrics).items())
-    click.echo(f"test Recall@{k}: {recalls}; report: {settings.run_dir / 'report.md'}")
+    click.echo(summary_line(metrics, monitored_k(settings), settings.run_dir / "report.md"))
 
 
 def _launch(

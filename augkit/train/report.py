@@ -1,8 +1,11 @@
-"""Run reports: the resolved config, ``metrics.json``, ``report.md`` and a recall-by-decile plot."""
+"""Run reports: the resolved config, ``metrics.json``, ``report.md``, the recall-by-decile plot and the
+training curves."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,11 +13,20 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from augkit.train.config import TrainConfig, dump_config
+from augkit.train.config import MONITOR_PATTERN, TrainConfig, dump_config
 from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.logbook import HISTORY_NAME
 from augkit.train.writing import names_write_errors
 
 SUMMARY_SLICES = ("all", "head", "tail", "cold")
+BASELINE_ROW = "baseline"
+"""The row of the baseline beside the model (``eval.baseline``) in `report_rows`."""
+
+
+def monitored_k(config: TrainConfig) -> int:
+    """The k of ``eval.monitor`` (``valid/<slice>/<metric>@<k>``): the k of Recall that the
+    decile plot and the command's final line show."""
+    return int(MONITOR_PATTERN.fullmatch(config.eval.monitor)["k"])
 
 
 def _cell(value: float | None) -> str:
@@ -33,20 +45,45 @@ def metrics_table(rows: Mapping[str, Mapping[str, Any]], ks: Sequence[int]) -> s
 
 
 def decile_recall(metrics: Mapping[str, Any], k: int) -> list[float | None]:
-    """Recall@k in each popularity decile (0 = most popular)."""
-    return [metrics[f"{DECILE_PREFIX}{d}"][f"recall@{k}"] for d in range(10)]
+    """Recall@k in each popularity decile (0 = most popular), then of the cold items: 11 values."""
+    return [metrics[f"{DECILE_PREFIX}{d}"][f"recall@{k}"] for d in range(10)] + [metrics["cold"][f"recall@{k}"]]
+
+
+_DECILES, _COLD_X = list(range(1, 11)), 11.5
+_TICKS = ([*_DECILES, _COLD_X], [*map(str, _DECILES), "cold"])
+
+
+def _by_decile(axes: Any, values: Sequence[float | None], **style: Any) -> None:
+    """The 10 decile values as a line and the cold value as a square beside it, in one colour."""
+    ys = [math.nan if v is None else v for v in values]
+    line = axes.plot(_DECILES, ys[:10], marker="o", **style)[0]
+    axes.plot([_COLD_X], ys[10:], marker="s", linestyle="none", color=line.get_color())
+
+
+def _log_above_zero(axes: Any, values: Sequence[float]) -> str:
+    """A log y axis that still shows zeros: symmetric-log, linear below the smallest positive
+    value's power of ten. The axis label's note."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return ""
+    threshold = 10.0 ** math.floor(math.log10(min(positive)))
+    axes.set_yscale("symlog", linthresh=threshold, linscale=0.5)
+    axes.set_ylim(bottom=0)
+    return f" (log scale, linear below {threshold:g})"
 
 
 def plot_deciles(lines: Mapping[str, Sequence[float | None]], path: Path, *, k: int, title: str) -> None:
-    """One line per entry of `lines`: Recall@k by item-popularity decile, written as PNG."""
-    figure = Figure(figsize=(7, 4.2), dpi=120)
+    """Recall@k by item-popularity decile and of the cold items (`decile_recall`'s 11 values),
+    a line per entry of `lines`, on a log axis that keeps the tail deciles readable. PNG."""
+    figure = Figure(figsize=(7.5, 4.2), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     for name, values in lines.items():
-        axes.plot(range(1, 11), [float("nan") if v is None else v for v in values], marker="o", label=name)
-    axes.set_xticks(range(1, 11))
-    axes.set_xlabel("item popularity decile (1 = most clicked in training)")
-    axes.set_ylabel(f"Recall@{k}")
+        _by_decile(axes, values, label=name)
+    note = _log_above_zero(axes, [v for values in lines.values() for v in values if v is not None])
+    axes.set_xticks(*_TICKS)
+    axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
+    axes.set_ylabel(f"Recall@{k}{note}")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
@@ -54,22 +91,54 @@ def plot_deciles(lines: Mapping[str, Sequence[float | None]], path: Path, *, k: 
     figure.savefig(path)
 
 
-def plot_history(history: Sequence[Mapping[str, Any]], path: Path, *, monitor: str, title: str) -> None:
-    """Per-epoch mean loss of every term (left) and the monitored validation metric (right)."""
+def read_history(path: Path) -> list[dict[str, float | None]]:
+    """The rows of a ``history.csv``, numbers as floats (``epoch`` and ``step`` as ints) and
+    empty cells as None; no rows when the file is missing."""
+    if not path.is_file():
+        return []
+    with path.open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    integers = ("epoch", "step")
+    return [
+        {key: None if value == "" else int(float(value)) if key in integers else float(value) for key, value in row.items()}
+        for row in rows
+    ]
+
+
+def plot_history(
+    history: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    monitor: str,
+    title: str,
+    baseline: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """Per-epoch mean loss of every term (left) and the monitored validation metric (right);
+    with the `baseline`'s history (the run beside it without the SSL task), its main loss and
+    validation metric as dashed lines."""
     figure = Figure(figsize=(10, 4), dpi=120)
     FigureCanvasAgg(figure)
     losses, valid = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     epochs = [row["epoch"] for row in history]
+    colours = {}
     for key in [k for k in history[0] if k.startswith("loss/")]:
-        losses.plot(epochs, [row.get(key, float("nan")) for row in history], marker="o", label=key.removeprefix("loss/"))
+        line = losses.plot(epochs, [row.get(key, math.nan) for row in history], marker="o", label=key.removeprefix("loss/"))
+        colours[key] = line[0].get_color()
+    if baseline:
+        losses.plot([row["epoch"] for row in baseline], [row.get("loss/main", math.nan) for row in baseline],
+                    linestyle="--", marker="x", color=colours.get("loss/main"), label="baseline: main")
     losses.set_xlabel("epoch")
     losses.set_ylabel("mean loss")
     losses.legend()
     points = [(row["epoch"], row[monitor]) for row in history if row.get(monitor) is not None]
     if points:
-        valid.plot(*zip(*points), marker="o", color="tab:green")
+        valid.plot(*zip(*points), marker="o", color="tab:green", label="model")
         best = max(points, key=lambda p: p[1])
         valid.scatter([best[0]], [best[1]], s=120, facecolors="none", edgecolors="black", label=f"best: epoch {best[0]}")
+    baseline_points = [(row["epoch"], row[monitor]) for row in baseline if row.get(monitor) is not None]
+    if baseline_points:
+        valid.plot(*zip(*baseline_points), linestyle="--", marker="x", color="tab:gray", label="baseline")
+    if points or baseline_points:
         valid.legend()
     valid.set_xlabel("epoch")
     valid.set_ylabel(monitor)
@@ -84,13 +153,23 @@ def report_rows(report: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The test metrics of a run's report by row: the model, the baseline beside it (with
     ``eval.baseline``) and TopPopular."""
     baseline = report.get("baseline")
-    return {"model": report["model"], **({"baseline": baseline["model"]} if baseline else {}), "TopPopular": report["top_popular"]}
+    return {"model": report["model"], **({BASELINE_ROW: baseline["model"]} if baseline else {}), "TopPopular": report["top_popular"]}
 
 
-def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], ks: Sequence[int]) -> list[str]:
+def summary_line(report: Mapping[str, Any], k: int, report_path: Path) -> str:
+    """The line ``augkit train`` ends with: test Recall@k of every `report_rows` row on all,
+    head, tail and cold items, and the report's path."""
+    rows = "; ".join(
+        f"{name} " + " ".join(f"{s} {_cell(metrics[s][f'recall@{k}'])}" for s in SUMMARY_SLICES)
+        for name, metrics in report_rows(report).items()
+    )
+    return f"test Recall@{k}: {rows}; report: {report_path}"
+
+
+def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], k: int) -> list[str]:
     """The model against the baseline beside it (`TrainConfig.eval.baseline`): per slice,
-    Recall at the middle k of `ks`, both values and the relative change, as markdown lines."""
-    key = f"recall@{sorted(ks)[len(ks) // 2]}"
+    Recall@k, both values and the relative change, as markdown lines."""
+    key = f"recall@{k}"
 
     def cell(s: str) -> str:
         new, old = model[s][key], baseline["model"][s][key]
@@ -104,6 +183,28 @@ def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], ks: Se
         f"The SSL task against the baseline beside it (`{baseline['run']}/`: ssl.alpha = 0, the same data, split, "
         f"seed and epochs; trained in {baseline['training']['seconds']:.1f} s), {key}: {cells}. One seed, no "
         "interval; `augkit compare` gives several seeds, tuned baselines and paired tests.",
+        "",
+    ]
+
+
+def baseline_status(config: TrainConfig, report: Mapping[str, Any]) -> list[str]:
+    """Markdown lines saying whether a baseline was trained beside the run and, if not, how to
+    get one; none for a run that has its baseline."""
+    if report.get("baseline") or report.get("baseline_of"):
+        return []
+    if config.ssl.alpha == 0:
+        return ["This run has no SSL task (ssl.alpha = 0): it is a baseline itself.", ""]
+    if config.eval.baseline:
+        return [
+            f"The baseline (eval.baseline = true) trains after the model, in `{BASELINE_ROW}/`, and has not finished: "
+            "the same command with `--resume` trains it and rewrites this report with it.",
+            "",
+        ]
+    return [
+        "No baseline was trained beside this run, so this report cannot show what the SSL task changes. To "
+        "train one (this config with ssl.alpha = 0: the same data, split, seed and epochs, in "
+        f"`{BASELINE_ROW}/`), set `baseline = true` in the config's `[eval]` table or add "
+        "`--set eval.baseline=true` to the command (with `--overwrite` to redo this run).",
         "",
     ]
 
@@ -129,14 +230,14 @@ def write_run_report(
     ks, name, training = config.eval.ks, config.name, report["training"]
     (run_dir / "config.toml").write_text(config_text(config, report.get("versions", {})), encoding="utf-8")
     (run_dir / "metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    k = ks[0]
+    k = monitored_k(config)
     baseline = report.get("baseline")
     rows = report_rows(report)
     plot_deciles(
-        {name: decile_recall(metrics, k) for name, metrics in rows.items()},
+        {row: decile_recall(metrics, k) for row, metrics in rows.items()},
         run_dir / "recall_by_decile.png",
         k=k,
-        title=f"{name}: Recall@{k} by popularity decile",
+        title=f"{name}: test Recall@{k} by popularity decile",
     )
     parent = report.get("baseline_of")
     lines = [
@@ -159,16 +260,20 @@ def write_run_report(
     else:
         lines += ["No validation split (data.valid_fraction = 0): the last step is the one tested.", ""]
     if history:
-        plot_history(history, run_dir / "training_curves.png", monitor=config.eval.monitor, title=f"{name}: training")
-        lines += ["![Losses and validation by epoch](training_curves.png)", ""]
+        beside = read_history(run_dir / baseline["run"] / HISTORY_NAME) if baseline else []
+        plot_history(history, run_dir / "training_curves.png", monitor=config.eval.monitor, title=f"{name}: training",
+                     baseline=beside)
+        caption = "Losses and validation by epoch" + (", the baseline's dashed" if beside else "")
+        lines += [f"![{caption}](training_curves.png)", ""]
     lines += [
         "Test split, full-corpus retrieval, each user's earlier items excluded. head = top "
         f"{config.eval.head_fraction:.0%} of items by training count, tail = the rest, cold = never in training.",
         "",
         metrics_table(rows, ks),
         "",
-        *(baseline_lines(report["model"], baseline, ks) if baseline else []),
-        "![Recall by popularity decile](recall_by_decile.png)",
+        *(baseline_lines(report["model"], baseline, k) if baseline else []),
+        *baseline_status(config, report),
+        f"![Test Recall@{k} by popularity decile and of the cold items](recall_by_decile.png)",
         "",
         "Versions: " + ", ".join(f"{n} {v}" for n, v in report.get("versions", {}).items()),
         "",
