@@ -346,7 +346,7 @@ def test_extend_computes_only_new_pairs_and_equals_full_recomputation(monkeypatc
     calls = []
     original = mi_module.pair_mutual_information
     monkeypatch.setattr(
-        mi_module, "pair_mutual_information", lambda x, y, w: calls.append(1) or original(x, y, w)
+        mi_module, "pair_mutual_information", lambda x, y, w, *estimator: calls.append(1) or original(x, y, w, *estimator)
     )
     grown = base.extend(corpus, ["tags"], weights=weights)
     assert len(calls) == 4  # tags with a, b, c and itself

@@ -16,7 +16,7 @@ from augkit.data import ItemTable, load_movielens_items, load_movielens_rating_c
 from augkit.data.items import categorical_warnings
 from augkit.errors import AugkitError
 from augkit.schema import Categorical
-from augkit_cfm import compute_mutual_information
+from augkit_cfm import CorrelatedFeatureMasking, compute_mutual_information
 from augkit_cfm.report import format_matrix, largest_pair, plot_matrix
 
 
@@ -43,6 +43,10 @@ def _parse_multi(ctx: click.Context, param: click.Parameter, value: tuple[str, .
 )
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a heatmap PNG.")
 @click.option(
+    "--estimator", type=click.Choice(["plugin", "miller_madow"]), default="plugin", show_default=True,
+    help="plugin: MI of the empirical joint; miller_madow: minus its small-sample bias.",
+)
+@click.option(
     "--weights-from", type=click.Path(exists=True, path_type=Path), metavar="U_DATA",
     help="MovieLens only: weight items by their ratings in this u.data file (default: uniform).",
 )
@@ -53,15 +57,17 @@ def mi(
     output: Path,
     plot: Path | None,
     weights_from: Path | None,
+    estimator: str,
 ) -> None:
     """Mutual information between the item features of SOURCE, for correlated feature masking.
 
     SOURCE is a MovieLens-100K directory (with u.item) or an item table (.csv or .tsv with a
-    header; every column a categorical feature).
+    header; every column a categorical feature). Also shows the splits CFM draws from the
+    matrix with its default parameters, and flags a sparse feature that dominates them.
     """
     try:
         table, features, weights = _mi_inputs(source, multi, drop, weights_from)
-        matrix = compute_mutual_information(table.corpus, features=features, weights=weights)
+        matrix = compute_mutual_information(table.corpus, features=features, weights=weights, estimator=estimator)
     except AugkitError as error:
         raise click.ClickException(str(error)) from None
     if not source.is_dir():
@@ -82,6 +88,10 @@ def mi(
         rest = largest_pair(matrix, exclude=keys)
         if rest is not None:
             click.echo(f"largest pair without key features: {rest[0]} & {rest[1]} = {rest[2]:.3f} nats")
+    if len(matrix.names) >= 2:
+        click.echo("CFM splits (correlation = 'mi', granularity = 'batch'):")
+        for line in CorrelatedFeatureMasking(mi=matrix).split_report(table.corpus):
+            click.echo(f"  {line}")
     target = output
     try:
         matrix.save(output)

@@ -96,6 +96,8 @@ def _train_and_test(
             "epochs": len(result.history),
             "stopped_early": result.stopped_early,
         }
+        if result.ssl_vs_chance is not None:
+            training["ssl_loss_vs_chance"] = result.ssl_vs_chance
         validation = None
         if result.best is not None:
             validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
@@ -104,8 +106,10 @@ def _train_and_test(
         if baseline_of is not None:
             report["baseline_of"] = baseline_of
         write = distributed.rank() == 0
+        ssl_warning = (result.ssl_vs_chance or {}).get("warning")
+        warnings = (*parts.dataset.warnings, *([ssl_warning] if ssl_warning else []))
         if write:  # the model's report first: a run stopped in its baseline keeps it
-            write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
+            write_run_report(run_dir, parts.config, report, history=result.history, warnings=warnings)
         if parts.config.eval.baseline and parts.config.ssl.alpha == 0:
             log.info("eval.baseline: this run is the baseline (ssl.alpha = 0), so none is trained beside it")
         elif parts.config.eval.baseline:
@@ -113,7 +117,7 @@ def _train_and_test(
                 parts, run_dir, on_existing=on_existing, allow_changed_data=allow_changed_data
             )
             if write:
-                write_run_report(run_dir, parts.config, report, history=result.history, warnings=parts.dataset.warnings)
+                write_run_report(run_dir, parts.config, report, history=result.history, warnings=warnings)
     return report
 
 

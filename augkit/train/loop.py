@@ -5,7 +5,8 @@ Every step draws from generators seeded by ``(seed, step)`` and every epoch's or
 ``(seed, epoch)``, and the state of the loop and of its pieces (history, early stopping) is in
 the checkpoint, so a run resumed from a checkpoint ends with the same parameters, history and
 metrics as an uninterrupted run with the same seed (on CPU). `train` runs a `Loop` with its
-pieces: `Logbook` (history files), `EarlyStopping`, `Checkpointing` and `Progress`.
+pieces: `Logbook` (history files), `SSLChance` (the SSL loss against chance), `EarlyStopping`,
+`Checkpointing` and `Progress`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from augkit.train.logbook import Logbook
 from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
 from augkit.train.rundir import OnExisting, check_on_existing, hold
+from augkit.train.ssl_chance import SSLChance
 from augkit.train.step import TERMS, train_step
 from augkit.train.validation import Validation, Validator
 
@@ -52,6 +54,8 @@ class TrainResult:
     best: dict[str, Any] | None = None
     """``{"epoch", "step", "monitor", "score", "metrics"}`` of the best validation, or None."""
     stopped_early: bool = False
+    ssl_vs_chance: dict[str, Any] | None = None
+    """`SSLChance.summary`: the SSL loss against ln B by epoch, and its warning."""
 
 
 def _parameters(parts: RunParts) -> list[torch.nn.Parameter]:
@@ -218,7 +222,8 @@ def _count(n: int, noun: str) -> str:
 
 
 def summary(parts: RunParts, device: torch.device) -> str:
-    """The start-up lines: data and split sizes, parameters, device and threads."""
+    """The start-up lines: data and split sizes, parameters, device and threads; the SSL
+    augmentation's splits when it reports them (``split_report(corpus)``, as ``cfm`` does)."""
     data, split = parts.dataset, parts.split
     counts = {name: sum(p.numel() for p in parts.model[name].parameters()) for name in ("query", "item")}
     lines = [
@@ -228,7 +233,9 @@ def summary(parts: RunParts, device: torch.device) -> str:
         (f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
          f"device {device}, {_count(torch.get_num_threads(), 'thread')}, precision {parts.config.precision}"),
     ]
-    return "\n".join([*lines, *(f"warning: {w}" for w in data.warnings)])
+    pair = getattr(parts.augmentation, "pair", parts.augmentation)
+    splits = pair.split_report(data.items) if hasattr(pair, "split_report") else ()
+    return "\n".join([*lines, *(f"ssl splits: {line}" for line in splits), *(f"warning: {w}" for w in data.warnings)])
 
 
 def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
@@ -299,13 +306,15 @@ def run_loop(
     logbook = Logbook(run_dir)
     early_stopping = EarlyStopping(parts.config.eval.patience, parts.config.eval.monitor)
     checkpointing = Checkpointing(run_dir, run)
-    loop = Loop(parts, run_dir, [logbook, early_stopping, checkpointing, Progress()], max_steps=max_steps)
+    ssl_chance = SSLChance()
+    loop = Loop(parts, run_dir, [logbook, ssl_chance, early_stopping, checkpointing, Progress()], max_steps=max_steps)
     log.info(summary(parts, loop.device))
     if on_existing == "resume":
         checkpointing.restore(loop)
     loop.run()
     return TrainResult(
-        parts, loop.step, loop.seconds, loop.last_losses, loop.finished, logbook.history, loop.best, early_stopping.stopped
+        parts, loop.step, loop.seconds, loop.last_losses, loop.finished, logbook.history, loop.best, early_stopping.stopped,
+        ssl_chance.summary,
     )
 
 

@@ -34,6 +34,11 @@ def _as_mutual_information(value: Any) -> MutualInformation:
     )
 
 
+SPARSE_COVERAGE = 0.5
+"""A feature present (and, for a bag, non-empty) for fewer than this share of the items is
+sparse, for `CorrelatedFeatureMasking.split_report`."""
+
+
 @functools.lru_cache(maxsize=64)
 def _table_on(rows: tuple[tuple[bool, ...], ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.bool, device=device)
@@ -144,6 +149,34 @@ class CorrelatedFeatureMasking(PairAugmentation[torch.Tensor]):
     def masked_set(self, seed: str) -> tuple[str, ...]:
         """Features view 1 masks for `seed`: the seed, then its top correlates."""
         return (seed, *self.mi.top_correlates(seed, self.correlates, self.correlation))
+
+    def split_report(self, corpus: FeatureBatch) -> tuple[str, ...]:
+        """Human-readable lines: for each seed, the features view 1 masks and those view 2
+        masks; then a ``note:`` for each feature that dominates the splits.
+
+        The rule: a feature is *sparse* when fewer than `SPARSE_COVERAGE` (half) of the items
+        of `corpus` have it, and it *dominates* when it is a correlate (masked with the seed,
+        not the seed itself) of more than half of the other seeds. Most items lack it, so for
+        most items those splits mask less than they name, and the two views are often a
+        single feature against the rest: the split the plug-in MI of a sparse feature of many
+        values tends to give."""
+        names = self.mi.names
+        lines = []
+        for seed in names:
+            first = self.masked_set(seed)
+            second = [name for name in names if name not in first]
+            lines.append(f"seed {seed}: view 1 masks {', '.join(first)}; view 2 masks {', '.join(second)}")
+        for name in names:
+            coverage = float((column(corpus, name).sizes > 0).mean())
+            seeds = sum(name in self.masked_set(seed)[1:] for seed in names if seed != name)
+            if coverage < SPARSE_COVERAGE and seeds > (len(names) - 1) / 2:
+                lines.append(
+                    f"note: {name!r}, present for {coverage:.0%} of the items, is masked with {seeds} of the "
+                    f"{len(names) - 1} other seeds, so for most items those views mask less than they name; if "
+                    "the SSL loss stays near chance, try correlation = 'symmetric_uncertainty' and "
+                    "granularity = 'example' (docs: how-to/is-ssl-learning)"
+                )
+        return tuple(lines)
 
     def _masked_sets(self) -> tuple[tuple[bool, ...], ...]:
         """Row s: which features of ``mi.names`` view 1 masks for seed s."""

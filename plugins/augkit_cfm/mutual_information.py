@@ -20,7 +20,7 @@ from augkit.config_io import MAX_DEPTH, check_depth
 from augkit.errors import AugkitError, BatchValidationError, ConfigError, UnknownNameError
 from augkit.schema import Dense
 from augkit_cfm.columns import Column, column
-from augkit_cfm.pairwise import pair_mutual_information
+from augkit_cfm.pairwise import ESTIMATORS, pair_mutual_information
 
 FORMAT_VERSION = 1
 """Version of the dict (and JSON file) `MutualInformation.to_dict` writes."""
@@ -261,11 +261,13 @@ class MutualInformation:
         features: Sequence[str],
         *,
         weights: torch.Tensor | np.ndarray | None = None,
+        estimator: str = "plugin",
     ) -> MutualInformation:
         """Add `features` of `corpus`, computing only the pairs that involve them.
 
         The features already here must be in `corpus` with unchanged data (checked against
-        their fingerprints) and `weights` must be the ones this matrix was computed with.
+        their fingerprints) and `weights` must be the ones this matrix was computed with, as
+        `estimator` should be (the matrix does not record it).
         The result lists all features in the order of ``corpus.schema``.
         """
         new = validators.name_list("extend", "features", features)
@@ -301,7 +303,8 @@ class MutualInformation:
             )
         names = tuple(n for n in corpus.schema.names if n in columns)
         return _assemble(
-            names, columns, item_weights, weighting, known=self.__getitem__, old=self.names, fingerprints=fingerprints
+            names, columns, item_weights, weighting, known=self.__getitem__, old=self.names,
+            fingerprints=fingerprints, estimator=_estimator(estimator),
         )
 
 
@@ -310,6 +313,7 @@ def compute_mutual_information(
     *,
     features: Sequence[str] | None = None,
     weights: torch.Tensor | np.ndarray | None = None,
+    estimator: str = "plugin",
 ) -> MutualInformation:
     """Mutual information (nats, float64) between every pair of features of `corpus`.
 
@@ -323,6 +327,12 @@ def compute_mutual_information(
     (|U| = 1 for a single-valued feature). An item with a missing value (or an empty bag) for
     either feature is left out of that pair. The diagonal is each feature's MI with itself,
     computed the same way: a single-valued feature's entropy.
+
+    `estimator`: ``"plugin"`` (default) reads MI off the empirical joint; ``"miller_madow"``
+    subtracts from each pair its small-sample bias under independence, ``(K_x - 1)(K_y - 1) / 2N``
+    nats for ``K`` values seen and ``N`` items with both features (`augkit_cfm.pairwise`), which
+    the plug-in value of a sparse feature of many values (tags on few items) is mostly made
+    of; the diagonal stays the plug-in entropy.
 
     Examples:
         ``subgenre`` follows ``genre``; ``year`` is independent of both:
@@ -363,9 +373,16 @@ def compute_mutual_information(
                 f"got {list(requested)}"
             )
         names = tuple(schema.names[i] for i in sorted(schema.indices(requested)))
+    estimator = _estimator(estimator)
     item_weights, weighting = _weights(weights, corpus.batch_size)
     columns = {name: column(corpus, name) for name in names}
-    return _assemble(names, columns, item_weights, weighting, known=None, old=())
+    return _assemble(names, columns, item_weights, weighting, known=None, old=(), estimator=estimator)
+
+
+def _estimator(value: Any) -> str:
+    if value not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {value!r}")
+    return value
 
 
 def _assemble(
@@ -377,6 +394,7 @@ def _assemble(
     known: Callable[[tuple[str, str]], float] | None,
     old: tuple[str, ...],
     fingerprints: Mapping[str, str] | None = None,
+    estimator: str = "plugin",
 ) -> MutualInformation:
     """Fill the matrix over `names`, reading pairs of two `old` features from `known`;
     `fingerprints` of the columns, when already computed."""
@@ -388,7 +406,7 @@ def _assemble(
             if known is not None and a in old and b in old:
                 value = known((a, b))
             else:
-                value = pair_mutual_information(columns[a], columns[b], weights)
+                value = pair_mutual_information(columns[a], columns[b], weights, estimator if a != b else "plugin")
             matrix[i, j] = matrix[j, i] = value
     return MutualInformation(
         names=names,

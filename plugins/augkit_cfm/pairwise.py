@@ -10,6 +10,15 @@ most `DENSE_CELLS` cells and at most `DENSE_PER_PAIR` cells per value pair count
 sparsely (``np.unique``), so vocabularies of millions of values never allocate a
 ``[V_x, V_y]`` table and few items never pay for scanning a large one. Two single-valued
 features take a direct path: one code per item, no broadcasting.
+
+Estimators (``estimator``): ``"plugin"`` reads MI off the empirical joint. For independent
+features it is biased upward by about ``(K_x - 1)(K_y - 1) / (2N)`` nats (``K``: values
+seen, ``N``: items; the chi-square degrees of freedom of the G-test over 2N), so a sparse
+feature of many values (tags on few items) looks correlated with anything of many values.
+``"miller_madow"`` subtracts that bias, with ``K`` the values of each feature seen among the
+items that have both and ``N`` those items (with item weights, Kish's effective size
+``(Σw)² / Σw²``), clipped at 0. It is for pairs of two features: `compute_mutual_information`
+keeps the plug-in diagonal (the entropies).
 """
 
 from __future__ import annotations
@@ -30,9 +39,14 @@ CHUNK_TRIPLES = 1 << 22
 """Most (item, x-slot, y-slot) triples broadcast at once, to bound memory."""
 
 
-def pair_mutual_information(x: Column, y: Column, weights: np.ndarray) -> float:
+ESTIMATORS: tuple[str, ...] = ("plugin", "miller_madow")
+"""How a pair's MI is estimated from the counts (see the module docstring)."""
+
+
+def pair_mutual_information(x: Column, y: Column, weights: np.ndarray, estimator: str = "plugin") -> float:
     """MI of `x` and `y` in nats (float64), ``>= 0``; 0.0 when no item has both features
-    or those items weigh nothing. `weights`: float64 ``[N]``, non-negative."""
+    or those items weigh nothing. `weights`: float64 ``[N]``, non-negative; `estimator`: one
+    of `ESTIMATORS`."""
     codes, mass = _joint_cells(x, y, weights)
     total = mass.sum()
     if codes.size == 0 or total <= 0.0:
@@ -42,7 +56,16 @@ def pair_mutual_information(x: Column, y: Column, weights: np.ndarray) -> float:
     px = np.bincount(xs, joint, minlength=x.num_values)
     py = np.bincount(ys, joint, minlength=y.num_values)
     value = float(np.sum(joint * (np.log(joint) - np.log(px[xs]) - np.log(py[ys]))))
+    if estimator == "miller_madow":
+        cells = (np.count_nonzero(px) - 1) * (np.count_nonzero(py) - 1)
+        value -= cells / (2.0 * _effective_items(x, y, weights))
     return max(value, 0.0)
+
+
+def _effective_items(x: Column, y: Column, weights: np.ndarray) -> float:
+    """Kish's effective number of the items that have both features: ``(Σw)² / Σw²``."""
+    both = weights[(x.sizes > 0) & (y.sizes > 0)]
+    return float(both.sum() ** 2 / np.square(both).sum())
 
 
 def _joint_cells(x: Column, y: Column, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
