@@ -110,5 +110,10 @@ class Callback:
         piece uses."""
         return {}
 
+    def state_defaults(self) -> dict[str, Any]:
+        """Values of the piece's keys for a checkpoint written before the piece existed (none:
+        such a checkpoint cannot resume); a piece added later returns its fresh state here."""
+        return {}
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Take back the piece's keys of a checkpoint's loop state."""

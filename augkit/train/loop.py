@@ -206,7 +206,9 @@ class Loop:
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Take back `state_dict`'s output; `ValueError` if its keys are not those it saves."""
+        """Take back `state_dict`'s output; `ValueError` if its keys are not those it saves. A
+        key a checkpoint of an earlier version lacks takes its piece's `Callback.state_defaults`."""
+        state = {**{k: v for piece in self.pieces for k, v in piece.state_defaults().items()}, **state}
         expected = set(self.state_dict())
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)

@@ -105,6 +105,11 @@ class SSLChance(Callback):
             "ssl_chance_warning": self.warning,
         }
 
+    def state_defaults(self) -> dict[str, Any]:
+        """A checkpoint written before this piece existed resumes with it fresh: the SSL loss
+        against chance then counts from the resume (the model is not affected)."""
+        return SSLChance().state_dict()
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.sum = state["ssl_chance_sum"].to(torch.float64)
         self.steps, self.epochs = state["ssl_chance_steps"], state["ssl_chance_epochs"]
