@@ -609,7 +609,7 @@ def test_a_run_directory_that_cannot_be_written_is_named(
     work.write(CONFIG, config_text())
     work.freeze()
     monkeypatch.setattr(augkit.train.rundir, "open", raising(error), raising=False)
-    assert_refused(invoke(["train", CONFIG]), ["cannot write", "runs/default/.lock", error.strerror])
+    assert_refused(invoke(["train", CONFIG]), ["cannot lock run directory", "runs/default/.lock", error.strerror])
     work.assert_untouched(nothing_written=False)
 
 

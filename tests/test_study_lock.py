@@ -127,7 +127,8 @@ def running_for(seconds: float, first: subprocess.Popen[str]) -> None:
             row = db.execute("SELECT datetime_start FROM trials WHERE state = 'RUNNING'").fetchone()
             if row and (datetime.datetime.now() - datetime.datetime.fromisoformat(row[0])).total_seconds() > seconds:
                 return
-    raise AssertionError(f"no trial ran for {seconds} s: {first.poll()=}")
+    output = first.communicate(timeout=60)[0] if first.poll() is not None else "(still running)"
+    raise AssertionError(f"no trial ran for {seconds} s: {first.poll()=}, its output:\n{output}")
 
 
 def test_two_processes_one_study_and_ctrl_c_retries_the_cut_trial(work):
