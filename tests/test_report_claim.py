@@ -75,7 +75,7 @@ def test_the_final_line_gives_head_tail_and_cold_beside_all_for_every_row():
 
 def test_the_command_ends_with_the_monitored_k_and_every_slice(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("augkit.cli.train.run_training", lambda settings, on_existing: run_report(baseline=True))
+    monkeypatch.setattr("augkit.cli.train.run_training", lambda settings, **options: run_report(baseline=True))
     result = CliRunner().invoke(main, ["train", "--set", 'eval.monitor="valid/cold/recall@10"'])
     assert result.exit_code == 0, result.output
     last = result.output.strip().splitlines()[-1]
