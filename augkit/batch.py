@@ -211,14 +211,11 @@ class FeatureBatch:
 
         Examples:
             >>> import torch
-            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-            >>> schema = FeatureSchema(
-            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-            ... )
-            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
-            >>> everything = batch.evolve(present=torch.ones(2, 2, dtype=torch.bool))
-            >>> everything.present.all(), batch.present.all()
-            (tensor(True), tensor(False))
+            >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+            >>> batch = tiny_batch()
+            >>> nothing = batch.evolve(present=torch.zeros(3, 2, dtype=torch.bool))
+            >>> nothing.present.any(), batch.present.all()
+            (tensor(False), tensor(True))
         """
         return attrs.evolve(self, **changes)
 
@@ -227,17 +224,15 @@ class FeatureBatch:
 
         Examples:
             >>> import torch
-            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-            >>> schema = FeatureSchema(
-            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-            ... )
-            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
-            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, False]]))
-            >>> masked.present  # item 0's genre is masked; item 1 had neither feature
+            >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+            >>> batch = tiny_batch()
+            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, True], [False, False]]))
+            >>> masked.present  # item 0's genre and item 1's tags are masked
             tensor([[False,  True],
-                    [False, False]])
+                    [ True, False],
+                    [ True,  True]])
             >>> masked.values["genre"]  # values stay: masking rewrites the mask only
-            tensor([2, 3])
+            tensor([2, 0, 1])
         """
         return self.evolve(present=self.present & ~mask)
 
@@ -250,14 +245,11 @@ class FeatureBatch:
 
         Examples:
             >>> import torch
-            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-            >>> schema = FeatureSchema(
-            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-            ... )
-            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
-            >>> reordered = batch.select(torch.tensor([1, 0, 0]))
+            >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+            >>> batch = tiny_batch()
+            >>> reordered = batch.select(torch.tensor([2, 0, 0, 1]))
             >>> reordered.batch_size, reordered.values["genre"]
-            (3, tensor([3, 2, 2]))
+            (4, tensor([1, 2, 2, 0]))
         """
         return FeatureBatch(
             self.schema,
@@ -291,18 +283,16 @@ class FeatureBatch:
 
         Examples:
             >>> import torch
-            >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-            >>> schema = FeatureSchema(
-            ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-            ... )
-            >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, -1], "tags": [[4, 0], [-1, -1]]})
-            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, False]]))
+            >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+            >>> batch = tiny_batch()
+            >>> masked = batch.mask_features(torch.tensor([[True, False], [False, True], [False, False]]))
             >>> ids = masked.to_tensors()
             >>> ids["genre"]  # default_id 3 where masked or missing
-            tensor([3, 3])
-            >>> ids["tags"]  # padding_id 5; the empty bag holds default_id 6 first
-            tensor([[4, 0, 5],
-                    [6, 5, 5]])
+            tensor([3, 0, 1])
+            >>> ids["tags"]  # padding_id 5; a masked bag holds default_id 6 first
+            tensor([[4, 0, 1],
+                    [6, 5, 5],
+                    [1, 5, 5]])
         """
         out: dict[str, torch.Tensor] = {}
         for j, spec in enumerate(self.schema):

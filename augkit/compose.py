@@ -59,11 +59,8 @@ class Sequential(Augmentation[list]):
 
     Examples:
         >>> import torch
-        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-        >>> schema = FeatureSchema(
-        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-        ... )
-        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+        >>> batch = tiny_batch()
         >>> from augkit import Sequential
         >>> from augkit_dropout import ValueDropout
         >>> from augkit_mask import MaskFeatures
@@ -125,11 +122,8 @@ class TwoViews:
 
     Examples:
         >>> import torch
-        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-        >>> schema = FeatureSchema(
-        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-        ... )
-        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+        >>> batch = tiny_batch()
         >>> from augkit import TwoViews, from_config
         >>> from augkit_complementary import ComplementaryMasking
         >>> from augkit_dropout import ValueDropout
@@ -302,11 +296,8 @@ def prepare_config(
         ``cfm`` without ``mi`` gets the mutual information of the corpus inline:
 
         >>> import torch
-        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-        >>> schema = FeatureSchema(
-        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-        ... )
-        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+        >>> batch = tiny_batch()
         >>> from augkit.compose import prepare_config
         >>> config = {"name": "two_views", "params": {"pair": {"name": "cfm"}}}
         >>> prepared = prepare_config(config, batch)

@@ -21,6 +21,7 @@ MODULES = (
     "augkit.random",
     "augkit.validators",
     "augkit.errors",
+    "augkit.testing.strategies",
     "augkit_mask.mask",
     "augkit_dropout.dropout",
     "augkit_complementary.complementary",

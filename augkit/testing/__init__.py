@@ -37,6 +37,7 @@ from augkit.testing.strategies import (
     schemas,
     schemas_and_batches,
     seeds,
+    tiny_batch,
 )
 
 __all__ = [
@@ -63,4 +64,5 @@ __all__ = [
     "schemas",
     "schemas_and_batches",
     "seeds",
+    "tiny_batch",
 ]

@@ -224,6 +224,30 @@ def schemas_and_batches(
     )
 
 
+def tiny_batch() -> FeatureBatch:
+    """Three items with a ``genre`` (3 values) and a ``tags`` bag (5 values, at most 3; padding
+    reads as the default id 5, not kept): the fixed batch of augkit's docstring examples, small enough to read views by eye.
+
+    Examples:
+        >>> from augkit.testing import tiny_batch
+        >>> batch = tiny_batch()
+        >>> batch.schema.names, batch.values["genre"]
+        (('genre', 'tags'), tensor([2, 0, 1]))
+        >>> batch.values["tags"]
+        tensor([[4, 0, 1],
+                [2, 3, 5],
+                [1, 5, 5]])
+        >>> batch.kept["tags"]
+        tensor([[ True,  True,  True],
+                [ True,  True, False],
+                [ True, False, False]])
+    """
+    schema = FeatureSchema(
+        [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
+    )
+    return FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+
+
 def random_batch(
     schema: FeatureSchema,
     batch_size: int = 64,

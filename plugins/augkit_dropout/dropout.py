@@ -27,11 +27,8 @@ class ValueDropout(Augmentation[dict[str, torch.Tensor]]):
 
     Examples:
         >>> import torch
-        >>> from augkit import Categorical, FeatureBatch, FeatureSchema, MultiCategorical
-        >>> schema = FeatureSchema(
-        ...     [Categorical(name="genre", num_values=3), MultiCategorical(name="tags", num_values=5, max_len=3)]
-        ... )
-        >>> batch = FeatureBatch.from_tensors(schema, {"genre": [2, 0, 1], "tags": [[4, 0, 1], [2, 3, -1], [1, -1, -1]]})
+        >>> from augkit.testing import tiny_batch  # genre [2, 0, 1], tags [[4, 0, 1], [2, 3], [1]]
+        >>> batch = tiny_batch()
         >>> from augkit_dropout import ValueDropout
         >>> view = ValueDropout(rate=0.5)(batch, generator=torch.Generator().manual_seed(0))
         >>> batch.kept["tags"]
