@@ -183,3 +183,10 @@ def test_a_sampler_that_cannot_serve_its_role_is_named_before_the_run(work, main
     line = error_line(invoke("train", write_config("role", main_keys=main_keys)))
     assert expected in line
     assert not (work / "runs" / "role").exists()  # refused when the run is built, not at its first step
+
+
+def test_allow_changed_data_without_resume_is_a_usage_error(work):
+    result = invoke("train", "shop.toml", "--name", "fresh", "--allow-changed-data")
+    assert result.exit_code == 2, result.output
+    assert "--allow-changed-data goes with --resume" in result.output
+    assert not (work / "runs" / "fresh").exists()
