@@ -47,6 +47,10 @@ def _keys_file(path: Path) -> list[tuple[str, str]]:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise click.ClickException(f"cannot read {str(path)!r}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise click.ClickException(
+            f"--users-file {str(path)!r} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8"
+        ) from None
     lines = ((n, line.strip()) for n, line in enumerate(text.splitlines(), start=1))
     return [(line, f"{path}, line {n}") for n, line in lines if line and not line.startswith("#")]
 

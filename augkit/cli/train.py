@@ -65,6 +65,8 @@ def train(
     on 2 CPU cores.
     """
     existing = on_existing(resume, overwrite)
+    if allow_changed_data and not resume:  # only a resume checks the data; elsewhere it would be ignored
+        raise click.UsageError("--allow-changed-data goes with --resume (a new run records the data as it is)")
     settings = settings_from(
         config, overrides, {"name": name, "epochs": epochs, "seed": seed, "device": device}, without=DEFAULT_RUN
     )

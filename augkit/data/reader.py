@@ -259,7 +259,7 @@ def read_delimited(file: Path, *, delimiter: str, encoding: str, header: bool, s
             return _stream(file, _Lines(handle), delimiter, header, select)
     except OSError as error:
         raise ConfigError(f"cannot read {str(file)!r}: {error}") from None
-    except UnicodeDecodeError as error:
+    except UnicodeError as error:  # UnicodeDecodeError, and a codec's own (UTF-16 without a byte-order mark)
         raise ConfigError(f"{str(file)!r} is not {encoding} text ({error}); set encoding") from None
     finally:
         csv.field_size_limit(limit)

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from augkit import atomic
+from augkit.errors import RunDirectoryError
 from augkit.experiments.plots import compare_plots
 from augkit.experiments.report import compare_page
 from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target
@@ -36,8 +38,9 @@ from augkit.experiments.stats import SIGNIFICANCE, mean_ci, paired, scipy_stats,
 from augkit.experiments.training import COLD, READINGS, evaluate_chosen, fit
 from augkit.train.config import config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
-from augkit.train.rundir import OnExisting
 from augkit.train.run import build_augmentation, load_dataset
+from augkit.train.rundir import OnExisting
+from augkit.train.writing import writing
 
 log = logging.getLogger("augkit.train")
 
@@ -67,6 +70,8 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     replaces earlier runs; ``"refuse"``, a run directory holding results is an error."""
     scipy_stats()  # the statistics need SciPy: ask for it before anything trains
     base = spec.base
+    out = Path(base.output_dir) / f"{base.name}-compare"
+    check_result_directory(out)  # before anything trains
     dataset = load_dataset(base)
     for _, config in spec.first_runs():  # a bad augmentation fails before any training
         if config.ssl.alpha > 0:
@@ -117,10 +122,10 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     checked = check_targets(spec.targets, chosen, lifts[main_reading])
     budget = {v: len(pool[v]) for v in spec.variants}
 
-    out = Path(base.output_dir) / f"{base.name}-compare"
-    out.mkdir(parents=True, exist_ok=True)
-    plots = compare_plots(out, base.name, base.eval.monitor, summary[main_reading], lifts[main_reading], chosen, plot_k,
-                          validation, pool, norms, len(seed_list))
+    with writing(out):  # a full disk or a directory made read-only meanwhile: named
+        out.mkdir(parents=True, exist_ok=True)
+        plots = compare_plots(out, base.name, base.eval.monitor, summary[main_reading], lifts[main_reading], chosen,
+                              plot_k, validation, pool, norms, len(seed_list))
     record = {
         "protocol": {
             "seeds": seed_list,
@@ -147,9 +152,21 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
         "tuned_configs": {v: config_to_dict(c) for v, c in spec.tuned.items()},
     }
     page = compare_page(base.name, record, keys, plots)  # both texts ready before either file is replaced
-    atomic.write_text(out / "compare.json", json.dumps(record, indent=2, default=list))
-    atomic.write_text(out / "compare.md", page)
+    with writing(out):
+        atomic.write_text(out / "compare.json", json.dumps(record, indent=2, default=list))
+        atomic.write_text(out / "compare.md", page)
     return out
+
+
+def check_result_directory(out: Path) -> None:
+    """`RunDirectoryError` if the comparison's directory `out` is not a directory or cannot be
+    written: said before anything trains, not after."""
+    if out.exists() and not out.is_dir():
+        raise RunDirectoryError(f"comparison directory {str(out)!r} is not a directory; move it away, or set another name (--set name=...)")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirectoryError(
+            f"comparison directory {str(out)!r} is read-only; make it writable, or set another name (--set name=...)"
+        )
 
 
 def _mean_present(values: Sequence[float | None]) -> float | None:

@@ -89,12 +89,13 @@ def load_run(
     changed, unless `allow_changed_data` (then a `RunIdentityWarning`). A run written before
     identities loads with a `RunIdentityWarning` that its data cannot be checked.
 
-    Errors: `RunDirectoryError` when `run_dir` is not a directory, `CheckpointError` when it
+    Errors: `TypeError` naming the argument of a wrong type, `RunDirectoryError` when `run_dir` is not a directory, `CheckpointError` when it
     has no checkpoint, the checkpoint is damaged or belongs to another run,
     `DataChangedError` (above), `RunError` when the weights do not fit the towers the config
     builds (a run of other data or another version), and the data loader's own errors naming
     the file at fault.
     """
+    _check_arguments(run_dir, checkpoint, allow_changed_data)
     target = resolve_device(str(device))  # a bad or absent device fails before any loading
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -164,6 +165,16 @@ def load_run(
         keys=keys,
         run_id=None if identity is None else identity.run_id,
     )
+
+
+def _check_arguments(run_dir: Any, checkpoint: Any, allow_changed_data: Any) -> None:
+    """`TypeError` naming the argument of `load_run` that has the wrong type."""
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"load_run: run_dir must be a path (str or os.PathLike), got {type(run_dir).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"load_run: checkpoint must be a path (str or os.PathLike) or None, got {type(checkpoint).__name__}")
+    if not isinstance(allow_changed_data, bool):
+        raise TypeError(f"load_run: allow_changed_data must be True or False, got {allow_changed_data!r}")
 
 
 def _check_k(k: Any, num_items: int) -> int:

@@ -79,8 +79,10 @@ def identity_for(
     """The identity of the run of `config` in `run_dir`, and a warning to show, if any.
 
     A fresh run gets a new identity, written to `run_dir`. A resumed run keeps the one it
-    recorded, after `check_data` (with `allow_changed_data`, the record then takes the data as
-    it is now, since the run goes on training on it); a run from before identities keeps none."""
+    recorded, after `check_data`; with `allow_changed_data` and changed data, the identity
+    returned takes the data as it is now (the run goes on training on it) with the warning, but
+    is not written: the caller records it (`write_identity`) once the checkpoint is restored, so
+    a resume that fails leaves the record as it was. A run from before identities keeps none."""
     if not resume:
         identity = new_identity(config)
         write_identity(run_dir, identity)
@@ -92,9 +94,7 @@ def identity_for(
     changes = check_data(identity, config.data, what=what, allow_changed_data=allow_changed_data)
     if not changes:
         return identity, None
-    identity = attrs.evolve(identity, data=fingerprint_data(config.data))
-    write_identity(run_dir, identity)
-    return identity, changes_warning(what, changes)
+    return attrs.evolve(identity, data=fingerprint_data(config.data)), changes_warning(what, changes)
 
 
 def write_identity(run_dir: Path, identity: RunIdentity) -> None:
@@ -113,12 +113,34 @@ def read_identity(run_dir: Path) -> RunIdentity | None:
         record = json.loads(path.read_text(encoding="utf-8"))
         if record.get("format") != FORMAT:
             raise ValueError(f"format {record.get('format')!r}, expected {FORMAT}")
-        return RunIdentity(str(record["run_id"]), str(record["config"]), dict(record["data"]))
+        return RunIdentity(str(record["run_id"]), str(record["config"]), _data_record(record["data"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise RunDirectoryError(
             f"run identity {str(path)!r} is damaged ({type(error).__name__}: {error}); the run's data cannot be "
             "checked: retrain the run, or delete the file to load it unchecked, as a run from before identities"
         ) from None
+
+
+def _data_record(data: Any) -> dict[str, Any]:
+    """`data` as `data_changes` reads it (a dict; ``files`` a list of dicts with a text
+    ``path``, an integer ``size`` and a text ``sha256``; ``generator`` a dict); `TypeError`
+    naming the first entry that is not."""
+    if not isinstance(data, dict):
+        raise TypeError(f"'data' is {type(data).__name__}, expected an object")
+    files = data.get("files", [])
+    if not isinstance(files, list):
+        raise TypeError(f"'data.files' is {type(files).__name__}, expected a list")
+    for n, entry in enumerate(files):
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("path"), str)
+            and type(entry.get("size")) is int
+            and isinstance(entry.get("sha256"), str)
+        ):
+            raise TypeError(f"'data.files[{n}]' is not a file's path, size and sha256: {entry!r}")
+    if not isinstance(data.get("generator", {}), dict):
+        raise TypeError("'data.generator' is not an object")
+    return data
 
 
 def check_data(identity: RunIdentity, data: DataOptions, *, what: str, allow_changed_data: bool = False) -> list[str]:

@@ -30,7 +30,7 @@ from augkit.train.checkpointing import Checkpointing
 from augkit.train.config import TrainConfig
 from augkit.train.device import place, resolve_device
 from augkit.train.early_stopping import EarlyStopping
-from augkit.train.identity import identity_for
+from augkit.train.identity import identity_for, write_identity
 from augkit.train.logbook import Logbook
 from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
@@ -294,10 +294,10 @@ def run_loop(
 ) -> TrainResult:
     """Train `parts` in the held `run_dir` (see `train`); ``on_existing="resume"`` continues
     from its checkpoint, after checking that the data is the data the run trained on
-    (`augkit.train.identity`; `allow_changed_data` lets it go on with changed data). A fresh
-    run records its identity in the directory."""
+    (`augkit.train.identity`; `allow_changed_data` lets it go on with changed data, recorded
+    once the checkpoint is restored). A fresh run records its identity in the directory."""
     check_on_existing(on_existing)
-    run = None
+    run = identity = warning = None
     if distributed.rank() == 0:  # the first process keeps the run directory and its records
         identity, warning = identity_for(
             parts.config, run_dir, resume=on_existing == "resume", allow_changed_data=allow_changed_data
@@ -313,6 +313,8 @@ def run_loop(
     log.info(summary(parts, loop.device))
     if on_existing == "resume":
         checkpointing.restore(loop)
+        if identity is not None and warning is not None:  # changed data, allowed: recorded once the checkpoint fits
+            write_identity(run_dir, identity)
     loop.run()
     return TrainResult(
         parts, loop.step, loop.seconds, loop.last_losses, loop.finished, logbook.history, loop.best, early_stopping.stopped,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -102,11 +103,14 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     frequency = None
     if config.main.logq is not None:
         frequency = build_component("sampler", config.main.logq, "main.logq", num_items=dataset.num_items)
+        require_role(frequency, config.main.logq.name, "main.logq", ("online", "log_prob"))
+        require_role(frequency, config.main.logq.name, "main.logq", ("update",) if frequency.online else ("fit",))
         if not frequency.online:
             frequency.fit(train_counts)
     negatives = None
     if config.main.negative_sampler() is not None:
         negatives = build_component("sampler", config.main.negative_sampler(), "main.negatives", num_items=dataset.num_items)
+        require_role(negatives, config.main.negative_sampler().name, "main.negatives", ("batches", "log_prob"))
     ssl_loss = augmentation = None
     if config.ssl.alpha > 0:
         ssl_loss = build_component("loss", config.ssl.loss, "ssl.loss", temperature=config.ssl.temperature, gather=gather)
@@ -158,6 +162,18 @@ def build_component(kind: str, component: Component, where: str, **passed: Any) 
         if isinstance(error, AugkitError):
             raise ConfigError(f"{where}: {error}") from None
         raise ConfigError(f"{where}.params: {error}") from None
+
+
+def require_role(component: Any, name: str, where: str, members: Sequence[str]) -> None:
+    """`ConfigError` naming `where` when the plugin `component` (registered as `name`) lacks
+    one of the `members` the trainer uses in that role: said when the run is built, not at
+    its first step."""
+    missing = [member for member in members if not hasattr(component, member)]
+    if missing:
+        raise ConfigError(
+            f"{where}: {name!r} cannot serve as {where}: it has no {', '.join(missing)}, which the trainer "
+            f"uses there; see docs/reference/train-config.md"
+        )
 
 
 def build_augmentation(config: TrainConfig, items: FeatureBatch) -> tuple[dict[str, Any], TwoViews | PairAugmentation]:
