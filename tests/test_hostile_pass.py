@@ -190,3 +190,23 @@ def test_allow_changed_data_without_resume_is_a_usage_error(work):
     assert result.exit_code == 2, result.output
     assert "--allow-changed-data goes with --resume" in result.output
     assert not (work / "runs" / "fresh").exists()
+
+
+def test_a_loss_registered_for_another_role_is_refused_when_the_run_is_built(tmp_path: Path) -> None:
+    from augkit.errors import ConfigError
+    from augkit.train import build_run, config_from_dict
+
+    config = config_from_dict({"output_dir": str(tmp_path), "main": {"spread_out": 0.1, "regularizer": {"name": "info_nce"}}})
+    with pytest.raises(ConfigError, match=r"main.regularizer: loss 'info_nce' does not take the call of main.regularizer"):
+        build_run(config)
+    assert not (tmp_path / "default").exists()
+
+
+def test_an_empty_variant_name_and_none_as_a_table_are_refused() -> None:
+    from augkit.errors import ConfigError
+    from augkit.train import config_from_dict
+
+    result = CliRunner().invoke(main, ["compare", "--variants", "baseline,,cfm"])
+    assert result.exit_code == 2 and "an empty variant name" in result.output
+    with pytest.raises(ConfigError, match=r'write logq = "none" alone'):
+        config_from_dict({"main": {"logq": {"name": "none"}}})

@@ -73,7 +73,9 @@ def compare(
     Variants given by --define join the list."""
     settings = settings_from(config, overrides)
     defined = parse_defines(defines)
-    names = [v.strip() for v in variants.split(",") if v.strip()]
+    names = [v.strip() for v in variants.split(",")]
+    if not all(names):
+        raise click.BadParameter(f"an empty variant name in {variants!r}; give names separated by commas", param_hint="--variants")
     names += [name for name in defined if name not in names]
     configs = {}
     for item in tuned:

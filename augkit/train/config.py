@@ -362,6 +362,8 @@ def _estimator(value: Any, _: Any) -> Component | None:
     """``main.logq``: a ``{ name, params }`` table, a name alone, or ``"none"``."""
     if value == NO_ESTIMATOR:
         return None
+    if isinstance(value, Mapping) and value.get("name") == NO_ESTIMATOR:
+        raise ValueError(f'"{NO_ESTIMATOR}" turns the logQ correction off: write logq = "{NO_ESTIMATOR}" alone, not as a table')
     if isinstance(value, str):
         value = {"name": value}
     return _converter.structure(value, Component)

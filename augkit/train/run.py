@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -119,6 +120,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
     spread_out = None
     if config.main.spread_out > 0:
         spread_out = build_component("loss", config.main.regularizer, "main.regularizer", gather=gather)
+    _check_loss_calls(config, main_loss, ssl_loss, spread_out)
     feature_dropout = None
     if config.main.item_augmentation() is not None:
         feature_dropout = from_config(config.main.item_augmentation(), where="main.augmentation")
@@ -174,6 +176,39 @@ def require_role(component: Any, name: str, where: str, members: Sequence[str]) 
             f"{where}: {name!r} cannot serve as {where}: it has no {', '.join(missing)}, which the trainer "
             f"uses there; see docs/reference/train-config.md"
         )
+
+
+def _check_loss_calls(
+    config: TrainConfig, main_loss: nn.Module, ssl_loss: nn.Module | None, regularizer: nn.Module | None
+) -> None:
+    """`ConfigError` naming the config key unless each loss takes its role's call (`augkit.train.step`)
+    on four rows of random unit embeddings: a loss registered for another role is found when the
+    run is built, not at step 0 with the run directory written. Each call is made on a copy of
+    the loss, so a loss with state (a queue, running statistics) starts training untouched.
+    Skipped in a process group, where a loss that gathers would call collectives."""
+    if distributed.is_distributed():
+        return
+    main_loss, ssl_loss, regularizer = copy.deepcopy((main_loss, ssl_loss, regularizer))
+    generator = torch.Generator().manual_seed(0)
+
+    def rows() -> torch.Tensor:
+        return nn.functional.normalize(torch.randn(4, config.model.output_dim, generator=generator), dim=1)
+
+    ids = torch.arange(4)
+    calls = [("main.loss", config.main.loss, lambda: main_loss(rows(), rows(), item_ids=ids, log_q=torch.zeros(4)))]
+    if ssl_loss is not None:
+        calls.append(("ssl.loss", config.ssl.loss, lambda: ssl_loss(rows(), rows(), item_ids=ids)))
+    if regularizer is not None:
+        calls.append(("main.regularizer", config.main.regularizer, lambda: regularizer(rows(), item_ids=ids)))
+    for key, component, call in calls:
+        try:
+            with torch.no_grad():
+                call()
+        except Exception as error:
+            raise ConfigError(
+                f"{key}: loss {component.name!r} does not take the call of {key} "
+                f"({type(error).__name__}: {error}); see the roles in docs/reference/train-config.md"
+            ) from None
 
 
 def build_augmentation(config: TrainConfig, items: FeatureBatch) -> tuple[dict[str, Any], TwoViews | PairAugmentation]:

@@ -62,7 +62,7 @@ def hold(run_dir: Path, *, on_existing: OnExisting = "refuse") -> Iterator[Path]
             if found and on_existing == "refuse":
                 raise RunDirectoryError(
                     f"run directory {str(run_dir)!r} holds another run's results ({', '.join(found)}); "
-                    "continue it with --resume, replace it with --overwrite, or choose another --name"
+                    "continue it with --resume, replace it with --overwrite, or choose another name (`name` in the config, --name for train)"
                 )
             for name in found:
                 with writing(run_dir / name):
@@ -98,7 +98,7 @@ def locked(directory: Path, *, what: str = "run directory") -> Iterator[None]:
     except OSError as error:
         raise RunDirectoryError(
             f"cannot lock {what} {str(directory)!r}: {error.strerror} ({str(path)!r}); "
-            "make the directory writable, or choose another --name or output_dir"
+            "make the directory writable, or choose another name or output_dir (`name` in the config, --name for train)"
         ) from None
     try:
         if not _try_lock(handle):
@@ -106,7 +106,7 @@ def locked(directory: Path, *, what: str = "run directory") -> Iterator[None]:
             holder = handle.read().strip() or "unknown"
             raise RunDirectoryError(
                 f"{what} {str(directory)!r} is in use by process {holder} (lock {str(path)!r}); "
-                "wait for it to finish or choose another --name"
+                "wait for it to finish or choose another name (`name` in the config, --name for train)"
             )
         with writing(path):
             handle.seek(0)
