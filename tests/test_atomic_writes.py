@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from augkit import atomic
-from augkit.cli import INTERRUPTED, interrupted_message, main
+from augkit.cli import INTERRUPTED, interrupted_message
+import workspaces
+from workspaces import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 READS = "reader,book\n" + "".join(f"r{r},b{(r * 3 + k) % 20 + 1}\n" for r in range(1, 31) for k in range(8))
@@ -45,10 +46,6 @@ valid_fraction = 0.3
 [data.tables]
 interactions = { path = "reads.csv", user = "reader", item = "book" }
 """
-
-
-def invoke(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -175,29 +172,15 @@ def test_ctrl_c_names_the_command_and_how_to_go_on(tmp_path, monkeypatch, comman
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """A workspace with a tiny run and an earlier export of it in ``out``."""
-    root = tmp_path_factory.mktemp("atomic")
-    (root / "reads.csv").write_text(READS)
-    (root / "shop.toml").write_text(CONFIG)
-    before = Path.cwd()
-    os.chdir(root)
-    try:
-        result = invoke("train", "shop.toml")
-        assert result.exit_code == 0, result.output
-        result = invoke("export", "runs/shop", "--out", "out", "--format", "npy")
-        assert result.exit_code == 0, result.output
-    finally:
-        os.chdir(before)
-    return root
+    return workspaces.build(
+        tmp_path_factory.mktemp("atomic"), {"reads.csv": READS, "shop.toml": CONFIG},
+        [("train", "shop.toml"), ("export", "runs/shop", "--out", "out", "--format", "npy")],
+    )
 
 
 @pytest.fixture
 def work(exported, tmp_path, monkeypatch) -> Path:
-    import shutil
-
-    root = tmp_path / "work"
-    shutil.copytree(exported, root)
-    monkeypatch.chdir(root)
-    return root
+    return workspaces.copy_to(exported, tmp_path, monkeypatch)
 
 
 @pytest.mark.parametrize(

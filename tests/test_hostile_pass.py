@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,8 @@ from augkit.cli import main
 from augkit.errors import RunDirectoryError
 from augkit.serving import load_run
 from augkit.train.identity import IDENTITY_NAME
+import workspaces
+from workspaces import invoke
 
 READS = "user,item,ts\n" + "".join(
     f"u{u},b{(u * 7 + k * 3) % 24},{1000 + u * 20 + k}\n" for u in range(40) for k in range(12)
@@ -54,10 +55,6 @@ features.tags = {{ type = "multi_categorical", column = "tags", separator = "|" 
 """
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def error_line(result) -> str:
     """The one ``Error:`` line of a refused command (exit 1, not an unexpected error)."""
     assert result.exit_code == 1, result.output
@@ -77,26 +74,17 @@ def write_config(name: str, *, main_keys: str = "", encoding: str = "") -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A workspace with the data and a trained run ``runs/shop``."""
-    root = tmp_path_factory.mktemp("hostile")
-    (root / "reads.csv").write_text(READS)
-    (root / "books.csv").write_text(BOOKS)
-    before = Path.cwd()
-    os.chdir(root)
-    try:
-        result = invoke("train", write_config("shop"))
-        assert result.exit_code == 0, result.output
-    finally:
-        os.chdir(before)
-    return root
+    config = CONFIG.format(name="shop", main="", encoding="")
+    return workspaces.build(
+        tmp_path_factory.mktemp("hostile"), {"reads.csv": READS, "books.csv": BOOKS, "shop.toml": config},
+        [("train", "shop.toml")],
+    )
 
 
 @pytest.fixture
 def work(trained, tmp_path, monkeypatch) -> Path:
     """A copy of the trained workspace, as the working directory."""
-    root = tmp_path / "work"
-    shutil.copytree(trained, root)
-    monkeypatch.chdir(root)
-    return root
+    return workspaces.copy_to(trained, tmp_path, monkeypatch)
 
 
 def test_a_failed_resume_on_changed_data_keeps_the_recorded_identity(work):

@@ -15,14 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from augkit.cli import main
 from augkit.data.fingerprint import data_changes, file_fingerprint
 from augkit.errors import CheckpointError, DataChangedError
 from augkit.serving import RunIdentityWarning, load_run
 from augkit.train.checkpoint import BEST_NAME, CHECKPOINT_NAME, RUN_KEY, load_checkpoint, save_checkpoint
 from augkit.train.identity import IDENTITY_NAME, read_identity
+import workspaces
+from workspaces import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 READS = "reader,book\n" + "".join(f"r{r},b{(r * 3 + k) % 20 + 1}\n" for r in range(1, 31) for k in range(8))
@@ -60,10 +60,6 @@ genres = {{ type = "multi_categorical", column = "genres", separator = "|" }}
 """
 
 
-def invoke(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def error_line(result) -> str:
     """The one ``Error:`` line of a refused command (exit 1, no traceback)."""
     assert result.exit_code == 1, result.output
@@ -76,30 +72,17 @@ def error_line(result) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A workspace with the data, two runs of it (``shop`` and ``other``) and an export of shop."""
-    root = tmp_path_factory.mktemp("identity")
-    (root / "reads.csv").write_text(READS)
-    (root / "books.csv").write_text(BOOKS)
-    before = Path.cwd()
-    os.chdir(root)
-    try:
-        for name, seed in (("shop", 0), ("other", 1)):
-            (root / f"{name}.toml").write_text(CONFIG.format(name=name, seed=seed))
-            result = invoke("train", f"{name}.toml")
-            assert result.exit_code == 0, result.output
-        result = invoke("export", "runs/shop", "--out", "exported", "--format", "npy")
-        assert result.exit_code == 0, result.output
-    finally:
-        os.chdir(before)
-    return root
+    configs = {f"{name}.toml": CONFIG.format(name=name, seed=seed) for name, seed in (("shop", 0), ("other", 1))}
+    return workspaces.build(
+        tmp_path_factory.mktemp("identity"), {"reads.csv": READS, "books.csv": BOOKS, **configs},
+        [("train", "shop.toml"), ("train", "other.toml"), ("export", "runs/shop", "--out", "exported", "--format", "npy")],
+    )
 
 
 @pytest.fixture
 def work(trained, tmp_path, monkeypatch) -> Path:
     """A copy of the trained workspace, as the working directory (the config's paths are relative)."""
-    root = tmp_path / "work"
-    shutil.copytree(trained, root)
-    monkeypatch.chdir(root)
-    return root
+    return workspaces.copy_to(trained, tmp_path, monkeypatch)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
