@@ -1,4 +1,4 @@
-"""The ``augkit`` command line: ``augkit plugins | mi | train | compare | tune | recommend |
+"""The ``augkit`` command line: ``augkit plugins | mi | train | compare | tune | data | recommend |
 similar | export``.
 
 Each command lives in a module of its own, imported when the command is looked up: ``augkit
@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "augkit.cli.experiments",
         "Compare the variants fairly: select each one's candidate on the validation split, test the "
         "chosen ones once over the seeds; write a table with 95% CIs, paired tests and plots.",
+    ),
+    "data": (
+        "augkit.cli.data",
+        "Prepare logs of any size for training, out of core: examples with each user's previous items, "
+        "and vocabularies or hashed keys.",
     ),
     "export": (
         "augkit.cli.serving",
