@@ -458,7 +458,13 @@ def test_cli_reference_lists_every_command_and_option() -> None:
     context = click.Context(main)
     for name in main.list_commands(context):
         section = _section(text, f"## `augkit {name}`", "docs/reference/cli.md")
-        _check_documented(main.get_command(context, name), section, f"augkit {name}")
+        command = main.get_command(context, name)
+        if isinstance(command, click.Group):  # each subcommand under its own ### heading
+            for sub in command.list_commands(context):
+                heading = f"### `augkit {name} {sub}`"
+                _check_documented(command.get_command(context, sub), _section(section, heading, "docs/reference/cli.md"), f"augkit {name} {sub}")
+            section = section.split("\n### ", 1)[0]
+        _check_documented(command, section, f"augkit {name}")
 
 
 _PARAMETER_ROW = r"^\| `(?P<name>\w+)` \|[^|\n]*\|(?P<default>[^|\n]*)\|"
