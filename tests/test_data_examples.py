@@ -160,6 +160,9 @@ def test_bad_input_is_named(tmp_path: Path) -> None:
     assert not (tmp_path / "o6").exists()
     with pytest.raises(ConfigError, match=r"log .*missing.csv' does not exist"):
         build_examples(tmp_path / "missing.csv", tmp_path / "o7", columns=columns)
+    (tmp_path / "many.csv").write_text("u,i,t\n" + "".join(f"{n},a,{n}\n" for n in range(1000)))
+    with pytest.raises(ConfigError, match=r"would spill to \d+ files, more than 1000; raise memory_limit"):
+        build_examples(tmp_path / "many.csv", tmp_path / "o8", columns=columns, partitions=3, memory_limit=1)
 
 
 def test_an_existing_output_is_refused_unless_overwritten(tmp_path: Path) -> None:

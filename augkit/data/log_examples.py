@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 BYTES_PER_ROW = 256
 """Working memory per event of a sub-partition while its histories are built (the columns, the
 sort and the window bounds), an upper estimate measured on string keys."""
+MAX_SPILL_FILES = 1000
+"""At most this many spill files are open at once (one per sub-partition), below the usual limit
+of 1024 open files per process."""
 CHUNK_ROWS = 1 << 16
 """Events per chunk written (and per Parquet row group at most)."""
 _SPILL = ".spill"
@@ -148,6 +151,11 @@ def build_examples(
     _check_out(out, overwrite)
     target_rows = max(1, memory_limit // BYTES_PER_ROW)
     subs = max(1, math.ceil(estimate_rows(files) / target_rows / partitions))
+    if partitions * subs > MAX_SPILL_FILES:
+        raise ConfigError(
+            f"{partitions} partitions of {subs} sub-partitions each would spill to {partitions * subs} files, more than "
+            f"{MAX_SPILL_FILES}; raise memory_limit (now {memory_limit:,} bytes) or lower partitions"
+        )
     with staged_directory(out) as staged:
         spill = staged / _SPILL
         spill.mkdir()
