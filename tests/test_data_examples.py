@@ -15,11 +15,11 @@ pa = pytest.importorskip("pyarrow", reason="augkit data examples needs pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pcsv = pytest.importorskip("pyarrow.csv")
 
-from augkit.cli import main  # noqa: E402
-from augkit.data import event_columns as ec  # noqa: E402
-from augkit.data import log_reader  # noqa: E402
-from augkit.data.log_examples import BYTES_PER_ROW, LogColumns, build_examples  # noqa: E402
-from augkit.errors import ConfigError, UnknownNameError  # noqa: E402
+from augkit.cli import main
+from augkit.data import event_columns as ec
+from augkit.data import log_reader
+from augkit.data.log_examples import BYTES_PER_ROW, LogColumns, build_examples
+from augkit.errors import ConfigError, UnknownNameError
 
 COLUMNS = LogColumns(user="userId", item="movieId", timestamp="timestamp", weight="rating")
 

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 pa = pytest.importorskip("pyarrow", reason="vocabularies need pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from augkit.cli import main  # noqa: E402
-from augkit.data import log_reader, vocab  # noqa: E402
-from augkit.data.arrow_keys import canonical_keys, fnv1a64  # noqa: E402
-from augkit.data.vocab import HashedKeys, Vocabulary, build_vocabulary, count_keys, hashing_report, load  # noqa: E402
-from augkit.errors import ConfigError  # noqa: E402
+from augkit.cli import main
+from augkit.data import log_reader, vocab
+from augkit.data.arrow_keys import canonical_keys, fnv1a64
+from augkit.data.vocab import HashedKeys, Vocabulary, build_vocabulary, count_keys, hashing_report, load
+from augkit.errors import ConfigError
 
 
 def test_fnv1a64_has_the_published_test_vectors() -> None:
