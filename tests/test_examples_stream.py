@@ -5,6 +5,7 @@ restored in a fresh object continues with the batches of the uninterrupted run, 
 from __future__ import annotations
 
 import itertools
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,14 @@ def test_a_batch_holds_the_rows_encoded_and_padded(data: tuple[Path, int]) -> No
         kept = list(range(e - e % 5, e))[-3:]
         assert batch.features["recent"][row].tolist() == kept + [-1] * (3 - len(kept))
     assert batch.position == Position(0, 1)
+
+
+def test_a_batch_pickles_by_value(data: tuple[Path, int]) -> None:
+    """Batches cross from DataLoader workers as numpy bytes, not as shared-memory tensors."""
+    folder, n = data
+    batch = next(iter(_stream(folder, n)))
+    copy = pickle.loads(pickle.dumps(batch))
+    assert _same([copy], [batch]) and copy.users.dtype == torch.int64 and copy.weights.dtype == torch.float32
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -90,6 +90,19 @@ class ExampleBatch:
         """The batch in pinned memory (a DataLoader with ``pin_memory=True`` calls this)."""
         return self._map(torch.Tensor.pin_memory)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled with its tensors as numpy arrays (on the CPU): a batch from a DataLoader
+        worker then reaches the main process through the worker's pipe in one write, instead
+        of one shared-memory segment per tensor, which costs more than the batch itself when
+        batches are small."""
+        arrays = self._map(lambda t: t.numpy(force=True))
+        return _from_arrays, tuple(getattr(arrays, field.name) for field in attrs.fields(ExampleBatch))
+
+
+def _from_arrays(*fields: Any) -> ExampleBatch:
+    """The batch `ExampleBatch.__reduce__` pickled."""
+    return ExampleBatch(*fields)._map(torch.from_numpy)
+
 
 class ExampleStream(IterableDataset):
     """The examples of `files` as batches of `batch_size` ids, read and encoded by `encoders`
