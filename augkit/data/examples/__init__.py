@@ -1,10 +1,8 @@
 """Training examples streamed from Parquet: one row per event (user key, item key, optional
 timestamp, weight and query features), read in a bounded shuffle buffer, sharded by rank and
 DataLoader worker, with an exact position for resuming. pyarrow is needed to open the files
-(``pip install augkit[parquet]``), not to import this package.
-
->>> files = open_examples(ExamplesConfig.from_dict({"path": "events/"}))  # doctest: +SKIP
->>> loader = ExampleLoader(ExampleStream(files, encoders, batch_size=1024, seed=0, num_workers=2))  # doctest: +SKIP
+(``pip install augkit[parquet]``), not to import this package. The format and the reader's
+contract: docs/reference/examples-format.md.
 """
 
 from augkit.data.examples.config import ExamplesConfig, QueryFeature
