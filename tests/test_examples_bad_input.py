@@ -110,6 +110,20 @@ def test_nulls_without_statistics_are_found_at_the_batch(tmp_path: Path, workers
         _first_batch(tmp_path, 20, num_workers=workers)
 
 
+def test_a_damaged_page_is_named_at_the_batch(tmp_path: Path) -> None:
+    """The footer is intact, so opening succeeds; the page header of row group 1 is not."""
+    path = tmp_path / "events.parquet"
+    pq.write_table(events(0, 2000), path, row_group_size=1000)
+    start = pq.read_metadata(path).row_group(1).column(1).data_page_offset + 40
+    content = bytearray(path.read_bytes())
+    content[start : start + 200] = b"\xff" * 200
+    path.write_bytes(bytes(content))
+    stream = ExampleStream(_open(tmp_path), encoders(2000), batch_size=2000, seed=0)
+    with pytest.raises(DataFileError, match="events.parquet', row group 1: cannot be read") as caught:
+        next(iter(stream))
+    assert (caught.value.file, caught.value.row_group) == (str(path), 1)
+
+
 def test_a_weight_that_is_not_finite_is_named_at_the_batch(tmp_path: Path) -> None:
     weights = np.ones(20, dtype=np.float32)
     weights[3] = np.nan

@@ -1,8 +1,8 @@
 """The examples config: where the Parquet examples are and which column holds what, as the
 ``[data.examples]`` table of a trainer config or a plain mapping (`ExamplesConfig.from_dict`).
 
-* ``path``: a directory (every Parquet file under it, a partitioned tree included; names
-  starting with ``_`` or ``.`` are skipped), a glob (``"events/*.parquet"``, ``**`` for any
+* ``path``: a directory (every file under it, each Parquet, a partitioned tree included;
+  names starting with ``_`` or ``.`` are skipped), a glob (``"events/*.parquet"``, ``**`` for any
   depth) or one file.
 * ``user``, ``item`` (default ``"user"``, ``"item"``): the key columns, strings or integers.
 * ``timestamp``, ``weight`` (optional): an integer or timestamp column (read as Unix seconds),

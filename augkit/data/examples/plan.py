@@ -25,6 +25,7 @@ import attrs
 import numpy as np
 import torch
 
+from augkit.errors import ConfigError
 from augkit.random import generator_for
 
 _UNIT_ORDER = 1
@@ -43,7 +44,7 @@ class Sharding:
 
     def __attrs_post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size or self.shards < 1:
-            raise ValueError(f"need 0 <= rank < world_size and shards >= 1, got {self}")
+            raise ConfigError(f"need 0 <= rank < world_size and shards >= 1, got {self}")
 
     @property
     def consumers(self) -> int:

@@ -2,9 +2,10 @@
 
 Rows are read in Arrow record batches of at most `READ_ROWS` rows from one row group at a time,
 so memory is the block being filled plus one record batch, whatever the row groups' size. A
-null in a key, timestamp or weight column, a weight that is not finite and a list longer than
-its feature's ``max_len`` (with ``on_overflow = "error"``) are `DataFileError`s naming the file,
-the row group and the row, raised when the block holding them is read.
+damaged page, a null in a key, timestamp or weight column, a weight that is not finite and a
+list longer than its feature's ``max_len`` (with ``on_overflow = "error"``) are
+`DataFileError`s naming the file, the row group (and the row), raised when the block holding
+them is read.
 """
 
 from __future__ import annotations
@@ -39,11 +40,9 @@ class Piece:
     row: int
 
 
-def read_range(
-    files: ExampleFiles, order: np.ndarray, begin: int, end: int, *, read_rows: int = READ_ROWS
-) -> Iterator[Piece]:
+def read_range(files: ExampleFiles, order: np.ndarray, begin: int, end: int) -> Iterator[Piece]:
     """Rows ``begin .. end`` of the units laid end to end in `order`, the configured columns
-    only, in pieces of at most `read_rows` rows."""
+    only, in pieces of at most `READ_ROWS` rows."""
     import pyarrow.parquet as pq  # optional: only Parquet examples need it
 
     columns = list(files.config.roles().values())
@@ -57,7 +56,8 @@ def read_range(
         first, stop = position - int(starts[u]), min(end - int(starts[u]), int(rows[u]))
         offset = 0
         with pq.ParquetFile(path) as parquet:
-            for batch in parquet.iter_batches(batch_size=read_rows, row_groups=[group], columns=columns):
+            batches = parquet.iter_batches(batch_size=READ_ROWS, row_groups=[group], columns=columns)
+            for batch in _checked(batches, path, group):
                 low, offset = offset, offset + batch.num_rows
                 if offset <= first:
                     continue
@@ -73,6 +73,16 @@ def read_range(
             )
         position = int(starts[u]) + stop
         u += 1
+
+
+def _checked(batches: Iterator[pa.RecordBatch], path: str, group: int) -> Iterator[pa.RecordBatch]:
+    """`batches`, a fault of the file while reading them (a damaged page) a `DataFileError`."""
+    import pyarrow as pa  # optional: only Parquet examples need it
+
+    try:
+        yield from batches
+    except (OSError, pa.ArrowException) as error:
+        raise DataFileError(f"{path!r}, row group {group}: cannot be read: {error}", file=path, row_group=group) from None
 
 
 def blocks(pieces: Iterator[Piece], size: int) -> Iterator[list[Piece]]:

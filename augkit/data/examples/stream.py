@@ -32,7 +32,7 @@ from augkit.data.examples.plan import (
     progress,
     unit_order,
 )
-from augkit.data.examples.read import READ_ROWS, blocks, encode_block, read_range
+from augkit.data.examples.read import blocks, encode_block, read_range
 from augkit.data.examples.rows import EncodedRows
 from augkit.errors import CheckpointError, ConfigError, DataChangedError
 
@@ -128,7 +128,6 @@ class ExampleStream(IterableDataset):
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
-        read_rows: int = READ_ROWS,
     ) -> None:
         super().__init__()
         if type(batch_size) is not int or batch_size < 1:
@@ -142,7 +141,6 @@ class ExampleStream(IterableDataset):
         self.seed = seed
         self.num_workers = num_workers
         self.drop_last = drop_last
-        self.read_rows = read_rows
         self.sharding = Sharding(
             rank=distributed.rank() if rank is None else rank,
             world_size=distributed.world_size() if world_size is None else world_size,
@@ -239,7 +237,7 @@ class ExampleStream(IterableDataset):
             return
         first_block = row // buffer
         order = unit_order(self.seed, epoch, self.files.num_units)
-        pieces = read_range(self.files, order, low + first_block * buffer, high, read_rows=self.read_rows)
+        pieces = read_range(self.files, order, low + first_block * buffer, high)
         parts: list[EncodedRows] = []
         have, wanted = 0, min(size, emitted - row)
         for k, block in enumerate(blocks(pieces, buffer), start=first_block):
