@@ -205,11 +205,11 @@ def _list(values: Any, encoder: KeyEncoder, feature: QueryFeature, where: _Where
     import pyarrow.compute as pc  # optional: only Parquet examples need it
 
     flat = pc.list_flatten(values)
-    parents = pc.list_parent_indices(values).to_numpy(zero_copy_only=False)
+    lengths = np.asarray(pc.list_value_length(values).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
     if flat.null_count:
         valid = flat.is_valid()
-        flat, parents = flat.filter(valid), parents[valid.to_numpy(zero_copy_only=False)]
-    lengths = np.bincount(parents, minlength=len(values)).astype(np.int64)
+        parents = np.repeat(np.arange(len(values)), lengths)[valid.to_numpy(zero_copy_only=False)]
+        flat, lengths = flat.filter(valid), np.bincount(parents, minlength=len(values)).astype(np.int64)
     starts = np.cumsum(lengths) - lengths
     ids = encode(encoder, _plain(flat), feature.name)
     width = feature.max_len

@@ -37,11 +37,12 @@ class Ragged:
     def padded(self, width: int) -> torch.Tensor:
         """``LongTensor[rows, width]``: each row's values, then ``MISSING``; every length must
         be at most `width`."""
-        rows = np.repeat(np.arange(self.lengths.size), self.lengths)
-        slots = np.arange(rows.size) - np.repeat(np.cumsum(self.lengths) - self.lengths, self.lengths)
-        out = np.full((self.lengths.size, width), MISSING, dtype=np.int64)
-        out[rows, slots] = self.values[np.repeat(self.starts, self.lengths) + slots]
-        return torch.from_numpy(out)
+        slots = np.arange(width)
+        kept = slots < self.lengths[:, None]
+        if not self.values.size:
+            return torch.full(kept.shape, MISSING, dtype=torch.int64)
+        index = np.where(kept, self.starts[:, None] + slots, 0)
+        return torch.from_numpy(np.where(kept, self.values[index], MISSING))
 
 
 @attrs.frozen(eq=False)

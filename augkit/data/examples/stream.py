@@ -40,7 +40,7 @@ STATE_FORMAT = 1
 """The format of `ExampleStream.state_dict`."""
 
 
-@attrs.frozen(order=True)
+@attrs.frozen
 class Position:
     """Where a rank stands in the stream: `batches` batches of epoch `epoch` consumed."""
 
@@ -242,6 +242,7 @@ class ExampleStream(IterableDataset):
         have, wanted = 0, min(size, emitted - row)
         for k, block in enumerate(blocks(pieces, buffer), start=first_block):
             rows = encode_block(block, self.files, self.encoders)
+            del block  # the block's Arrow rows: only its ids are kept
             permutation = block_order(self.seed, epoch, consumer, k, len(rows))
             at = row - k * buffer
             while at < len(rows):
@@ -255,6 +256,7 @@ class ExampleStream(IterableDataset):
                     if row >= emitted:
                         return
                     parts, have, wanted = [], 0, min(size, emitted - row)
+            del rows, permutation  # one block in memory while the next one is read
 
     def _batch(self, rows: EncodedRows, position: Position) -> ExampleBatch:
         widths = {f.name: f.max_len for f in self.files.config.features}
