@@ -16,10 +16,10 @@ import torch
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from examples_data import CONFIG, DictEncoder, encoders, events, write_examples  # noqa: E402
+from examples_data import CONFIG, DictEncoder, encoders, events, write_examples
 
-from augkit.data.examples import ExampleLoader, ExamplesConfig, ExampleStream, open_examples  # noqa: E402
-from augkit.errors import BatchValidationError, ConfigError, DataFileError  # noqa: E402
+from augkit.data.examples import ExampleLoader, ExamplesConfig, ExampleStream, open_examples
+from augkit.errors import BatchValidationError, ConfigError, DataFileError
 
 
 def _open(path: Path | str, **config: object) -> object:

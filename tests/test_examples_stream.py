@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("pyarrow")
 
-from examples_data import CONFIG, encoders, write_examples  # noqa: E402
+from examples_data import CONFIG, encoders, write_examples
 
-from augkit.data.examples import (  # noqa: E402
+from augkit.data.examples import (
     ExampleBatch,
     ExampleLoader,
     ExamplesConfig,
@@ -26,8 +26,8 @@ from augkit.data.examples import (  # noqa: E402
     Position,
     open_examples,
 )
-from augkit.data.examples.plan import batch_index, progress  # noqa: E402
-from augkit.errors import CheckpointError, ConfigError, DataChangedError  # noqa: E402
+from augkit.data.examples.plan import batch_index, progress
+from augkit.errors import CheckpointError, ConfigError, DataChangedError
 
 
 def _stream(folder: Path, num_events: int, *, buffer: int = 40, **options: object) -> ExampleStream:

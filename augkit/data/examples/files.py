@@ -66,7 +66,10 @@ class ExampleFiles:
     def digest(self) -> str:
         """A hash of the file names (relative to `root`) and their row groups' sizes: equal
         digests, the same rows in the same places."""
-        layout = [[Path(p).relative_to(self.root).as_posix(), list(groups)] for p, groups in zip(self.paths, self.row_groups, strict=True)]
+        layout = [
+            [Path(path).relative_to(self.root).as_posix(), list(groups)]
+            for path, groups in zip(self.paths, self.row_groups, strict=True)
+        ]
         return hashlib.sha256(json.dumps(layout).encode()).hexdigest()
 
 
@@ -74,18 +77,19 @@ def open_examples(config: ExamplesConfig) -> ExampleFiles:
     """The files of `config.path`, each footer checked (see the module docstring): a
     `DataFileError` for the first fault, `ConfigError` when the path names no Parquet file."""
     try:  # pyarrow is optional: only Parquet examples need it
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(f"reading the Parquet examples {str(config.path)!r} needs pyarrow: pip install pyarrow") from None
     root, paths = _find(config)
     uses = _uses(config)
-    first: dict[str, tuple[str, Any]] = {}  # column -> (first file, its type)
+    first: dict[str, tuple[str, str]] = {}  # column -> (first file, its type)
     row_groups = []
     for path in paths:
         try:
             with pq.ParquetFile(path) as parquet:
                 schema, metadata = parquet.schema_arrow, parquet.metadata
-        except Exception as error:  # pyarrow raises OSError or ArrowException subclasses for a bad file
+        except (OSError, pa.ArrowException) as error:
             raise DataFileError(f"{path!r} is not a readable Parquet file: {error}", file=path) from None
         for role, column in config.roles().items():
             kind = _column_type(path, schema, role, column, uses[role])
