@@ -11,6 +11,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataChangedError",
+    "DataFileError",
     "PluginCallError",
     "PluginError",
     "RunDirectoryError",
@@ -78,6 +79,21 @@ class CheckpointError(AugkitError, ValueError):
 class DataChangedError(AugkitError, ValueError):
     """A run's data (or config) is not what it was trained on: names each file that changed and
     how (size, content, missing), and the override for users who mean it."""
+
+
+class DataFileError(AugkitError, ValueError):
+    """A data file cannot be read or does not hold what the config names: not Parquet or
+    damaged, a column missing, of the wrong type or of another type than in the other files, a
+    null key. Names the file and the column, and the row group and row for a fault found while
+    reading; `file`, `column` and `row_group` hold them (None where they do not apply)."""
+
+    def __init__(
+        self, message: str, *, file: str | None = None, column: str | None = None, row_group: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.file = file
+        self.column = column
+        self.row_group = row_group
 
 
 class RunDirectoryError(AugkitError):
