@@ -15,8 +15,8 @@ Values are ``int64`` ids ``0 .. num_values-1`` (no reserved ids: an empty bag st
 what both augkit's towers and an ``EmbeddingBagCollection`` with ``PoolingType.MEAN`` compute.
 
 Host syncs: `batch_to_kjt` selects the kept ids with one boolean mask (one sync: the number of
-values is data-dependent, and a KJT needs it). `kjt_to_batch` splits the KJT by key (TorchRec
-reads the lengths per key on the host) and, when ``validate`` is on, checks lengths and ids
+values is data-dependent, and a KJT needs it). `kjt_to_batch` splits the KJT by key (one sync
+for the number of values per key) and, when ``validate`` is on, checks lengths and ids
 (more syncs). Nothing loops over examples.
 
 What round-trips: ``batch_to_kjt(kjt_to_batch(kjt, schema))`` equals ``kjt`` (a valid one).
@@ -151,9 +151,13 @@ def kjt_to_batch(
                 [3, 5, 5]]), tensor([ True, False, False]))
     """
     dense = dict(dense or {})
-    by_key = kjt.to_dict()  # TorchRec reads the lengths per key on the host here
+    if kjt.variable_stride_per_key():
+        raise BatchValidationError("kjt_to_batch: the KJT has a stride per key (variable batch); a FeatureBatch has one batch size")
     size = kjt.stride()
     device = kjt.values().device
+    lengths_by_key = kjt.lengths().long().view(len(kjt.keys()), size)
+    sections = lengths_by_key.sum(dim=1).tolist()  # the host sync a KJT needs to split by key
+    by_key = dict(zip(kjt.keys(), zip(lengths_by_key, kjt.values().long().split(sections), strict=True), strict=True))
     values: dict[str, torch.Tensor] = {}
     kept: dict[str, torch.Tensor] = {}
     present = []
@@ -165,7 +169,7 @@ def kjt_to_batch(
         key = prefix + spec.name
         if key not in by_key:
             raise BatchValidationError(f"feature {spec.name!r}: the KJT has no key {key!r}; its keys are {kjt.keys()}")
-        lengths, ids = by_key[key].lengths().long(), by_key[key].values().long()
+        lengths, ids = by_key[key]
         if validate:
             _check_bags(spec, key, lengths, ids)
         if isinstance(spec, Categorical):
