@@ -299,3 +299,12 @@ def test_sparse_adam_needs_cuda():
     towers = TorchRecTowers(QUERIES, ITEMS, CONFIG, shared=SHARED)
     with local_process_group(), pytest.raises(ConfigError, match="FBGEMM's Adam kernel runs on CUDA only"):
         shard(towers, optimizer="sparse_adam")
+
+
+def test_importing_the_backend_loads_no_torchrec():
+    import subprocess
+    import sys
+
+    code = "import sys, augkit.torchrec.convert, augkit.torchrec.towers, augkit.torchrec.sharding; print('torchrec' in sys.modules, 'fbgemm_gpu' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
