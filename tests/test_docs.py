@@ -197,9 +197,9 @@ def run_page(page: Path, *, workdir: Path, datasets: Path) -> PageRun:
                 if block.marker is not None and block.marker[0] == "skip":
                     skipped.append(f"{where}: {block.marker[1]}")
                     continue
-                if block.marker is not None and block.marker[0] == "requires-module":
-                    if importlib.util.find_spec(block.marker[1]) is None:
-                        return PageRun(tuple(skipped), f"{where} and after need module {block.marker[1]!r}, which is absent")
+                absent_module = block.marker is not None and block.marker[0] == "requires-module" and importlib.util.find_spec(block.marker[1]) is None
+                if absent_module:
+                    return PageRun(tuple(skipped), f"{where} and after need module {block.marker[1]!r}, which is absent")
                 if block.marker is not None and block.marker[0] == "requires-dataset":
                     source = datasets / block.marker[1]
                     if not source.exists():

@@ -17,18 +17,25 @@ from torch import nn
 pytest.importorskip("fbgemm_gpu", reason="the torchrec extra is not installed (fbgemm-gpu-cpu); see the README's TorchRec section")
 pytest.importorskip("torchrec", reason="the torchrec extra is not installed (torchrec); see the README's TorchRec section")
 
-from augkit import Categorical, Dense, FeatureBatch, FeatureSchema, MultiCategorical, TwoViews  # noqa: E402
-from augkit import distributed  # noqa: E402
-from augkit.errors import BatchValidationError, ConfigError, UnknownNameError  # noqa: E402
-from augkit.testing import strategies  # noqa: E402
-from augkit.testing.distributed import run_ranks  # noqa: E402
-from augkit.torchrec import convert  # noqa: E402
-from augkit.torchrec.convert import batch_to_kjt, batches_to_kjt, kjt_to_batch  # noqa: E402
-from augkit.torchrec.sharding import dense_parameters, full_state_dict, local_process_group, shard  # noqa: E402
-from augkit.torchrec.towers import TorchRecTowers  # noqa: E402
-from augkit.towers import Tower, TowerConfig  # noqa: E402
-from augkit_losses import BatchSoftmaxLoss, InfoNCELoss  # noqa: E402
-from augkit_mask import MaskFeatures  # noqa: E402
+from augkit import (
+    Categorical,
+    Dense,
+    FeatureBatch,
+    FeatureSchema,
+    MultiCategorical,
+    TwoViews,
+    distributed,
+)
+from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
+from augkit.testing import strategies
+from augkit.testing.distributed import run_ranks
+from augkit.torchrec import convert
+from augkit.torchrec.convert import batch_to_kjt, batches_to_kjt, kjt_to_batch
+from augkit.torchrec.sharding import dense_parameters, full_state_dict, local_process_group, shard
+from augkit.torchrec.towers import TorchRecTowers
+from augkit.towers import Tower, TowerConfig
+from augkit_losses import BatchSoftmaxLoss, InfoNCELoss
+from augkit_mask import MaskFeatures
 
 ITEMS = FeatureSchema([
     Categorical(name="item_id", num_values=40),
@@ -293,6 +300,19 @@ def test_a_fused_step_on_cuda_updates_the_rows_read_only(optimizer):
     read = torch.cat([b.values["genre"][b.present[:, 1]] for b in (items, view1, view2)]).unique()
     changed = (after != before).any(dim=1).nonzero().squeeze(1)
     assert torch.isfinite(loss) and torch.equal(changed, read)
+
+
+def test_bad_shard_arguments_are_named():
+    towers = TorchRecTowers(QUERIES, ITEMS, CONFIG, shared=SHARED)
+    with local_process_group():
+        with pytest.raises(UnknownNameError, match="sharding 'column_wise'"):
+            shard(towers, sharding="column_wise")
+        with pytest.raises(UnknownNameError, match="table in sharding 'query_history'"):
+            shard(towers, sharding={"query_history": "row_wise"})
+        with pytest.raises(UnknownNameError, match="table optimizer 'adam'"):
+            shard(towers, optimizer="adam")
+        with pytest.raises(ConfigError, match="lr must be a positive number"):
+            shard(towers, lr=0)
 
 
 def test_sparse_adam_needs_cuda():

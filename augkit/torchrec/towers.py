@@ -49,7 +49,7 @@ from torch import nn
 from augkit.batch import FeatureBatch
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
 from augkit.random import check_generator, uniform
-from augkit.schema import Categorical, Dense, FeatureSchema, MultiCategorical
+from augkit.schema import Dense, FeatureSchema, MultiCategorical
 from augkit.torchrec.convert import batches_to_kjt
 from augkit.towers import ACTIVATIONS, Tower, TowerConfig
 
