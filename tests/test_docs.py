@@ -7,7 +7,8 @@
   ``<!-- docs-test: skip REASON -->`` skips it (the reason is required);
   ``<!-- docs-test: requires-dataset NAME -->`` links ``NAME`` from the data sets folder into
   the working directory, or, when the data set is absent, skips this block and the rest of the
-  page.
+  page; ``<!-- docs-test: requires-module NAME -->`` skips this block and the rest of the page
+  when the module ``NAME`` (an optional extra's) cannot be imported.
 * The hook reference shows each hook's exact signature, the CLI reference each command's
   options, the config reference each built-in augmentation's parameters and defaults.
 * ``mkdocs build --strict`` passes (where mkdocs is installed).
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import inspect
 import io
 import json
@@ -39,7 +41,7 @@ PAGES = (*sorted(DOCS.rglob("*.md")), REPO / "README.md")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
 _MARKER = re.compile(r"^\s*<!--\s*docs-test:\s*(?P<kind>[\w-]+)\s*(?P<argument>.*?)\s*-->\s*$")
-_MARKER_KINDS = ("skip", "requires-dataset")
+_MARKER_KINDS = ("skip", "requires-dataset", "requires-module")
 _OUTPUT_INFO = 'text title="Output"'
 
 
@@ -137,7 +139,7 @@ def _marker(line: str, page: str, number: int) -> tuple[str, str] | None:
             f"{', '.join(_MARKER_KINDS)}"
         )
     if not argument:
-        what = "a reason" if kind == "skip" else "a data set name"
+        what = {"skip": "a reason", "requires-dataset": "a data set name", "requires-module": "a module name"}[kind]
         raise DocsError(f"{page}:{number - 1}: docs-test marker {kind!r} needs {what}")
     return kind, argument
 
@@ -171,7 +173,7 @@ def snippets(text: str, page: str) -> list[Snippet]:
 @attrs.frozen
 class PageRun:
     """What `run_page` did not run: blocks skipped by a marker (with reasons), and the data set
-    whose absence stopped the page (None when every block could run)."""
+    or module whose absence stopped the page (None when every block could run)."""
 
     skipped: tuple[str, ...]
     missing_data: str | None
@@ -195,6 +197,9 @@ def run_page(page: Path, *, workdir: Path, datasets: Path) -> PageRun:
                 if block.marker is not None and block.marker[0] == "skip":
                     skipped.append(f"{where}: {block.marker[1]}")
                     continue
+                absent_module = block.marker is not None and block.marker[0] == "requires-module" and importlib.util.find_spec(block.marker[1]) is None
+                if absent_module:
+                    return PageRun(tuple(skipped), f"{where} and after need module {block.marker[1]!r}, which is absent")
                 if block.marker is not None and block.marker[0] == "requires-dataset":
                     source = datasets / block.marker[1]
                     if not source.exists():
@@ -345,6 +350,16 @@ def test_missing_dataset_skips_the_rest_of_the_page(tmp_path: Path) -> None:
     assert run.skipped == ()
     assert run.missing_data is not None and "page.md:5 and after" in run.missing_data
     assert "nowhere" in run.missing_data
+
+
+def test_missing_module_skips_the_rest_of_the_page(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- docs-test: requires-module json -->\n```python\nran = True\n```\n"
+        "<!-- docs-test: requires-module no_such_module_anywhere -->\n```python\nraise SystemExit\n```\n"
+    )
+    run = run_page(page, workdir=tmp_path, datasets=tmp_path)
+    assert run.missing_data is not None and "page.md:6 and after need module 'no_such_module_anywhere'" in run.missing_data
 
 
 def test_present_dataset_is_linked_into_the_working_directory(tmp_path: Path) -> None:

@@ -17,10 +17,10 @@ SOURCES = [ROOT / "augkit", *sorted((ROOT / "plugins").glob("augkit_*"))]
 
 OPTIONAL = (
     "faiss", "optuna", "pyarrow", "tensorboard", "torch.utils.tensorboard", "matplotlib", "scipy", "pytest",
-    "torch.distributed._functional_collectives", "fcntl", "msvcrt",
+    "torch.distributed._functional_collectives", "fcntl", "msvcrt", "torchrec", "fbgemm_gpu",
 )
 """Modules that may be imported inside a function: optional heavy dependencies (an extra may be
-missing), torch's private collectives (only where torch.distributed is built) and the platform's
+missing; torchrec and fbgemm_gpu are the `torchrec` extra, which `augkit.torchrec` imports inside functions), torch's private collectives (only where torch.distributed is built) and the platform's
 file-lock module."""
 
 
