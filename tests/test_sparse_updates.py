@@ -241,8 +241,8 @@ def test_a_sparse_choice_in_an_nccl_group_is_refused_before_training(monkeypatch
 
 def small(tmp_path, name: str, tables: str, **changes) -> object:
     data = {
-        "output_dir": str(tmp_path / "runs"), "name": name, "epochs": 2, "progress": False, "checkpoint_every": 20,
-        "main": {"batch_size": 256}, "ssl": {"batch_size": 128},
+        "output_dir": str(tmp_path / "runs"), "name": name, "epochs": 1, "progress": False, "checkpoint_every": 20,
+        "main": {"batch_size": 1024}, "ssl": {"batch_size": 128, "augmentation": {"name": "dropout", "params": {"rate": 0.3}}},
         "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
         "optim": {"tables": tables, "weight_decay": 1e-4, **({"tables_lr": 0.05} if tables == "rowwise_adagrad" else {})},
     }
@@ -267,7 +267,7 @@ def test_the_trainer_with_a_sparse_choice_resumes_exactly(tmp_path, tables):
 def test_a_sparse_run_leaves_the_rows_of_items_it_never_saw_unchanged(tmp_path):
     """SSL off: the items of the first three batches and their users' histories are every row
     the steps read; the item table's other rows, row 0 of padded bags among them, stay as built."""
-    config = small(tmp_path, "rows", "sparse_adam", ssl={"alpha": 0.0})
+    config = small(tmp_path, "rows", "sparse_adam", ssl={"alpha": 0.0}, main={"batch_size": 256})
     parts = build_run(config)
     before = parts.model["item"].input_layer.table("item_id").weight.detach().clone()
     result = train(config, parts=parts, max_steps=3)
@@ -296,7 +296,7 @@ class _RandpermSizes:
 @pytest.mark.parametrize("negatives", [None, {"name": "uniform_items", "params": {"batch_size": 64}}])
 def test_a_step_draws_nothing_of_the_catalogs_size(tmp_path, monkeypatch, negatives):
     main = {"batch_size": 64} | ({"negatives": negatives} if negatives else {})
-    config = small(tmp_path, "draws", "sparse_adam", main=main, ssl={"batch_size": 64})
+    config = small(tmp_path, "draws", "sparse_adam", main=main, ssl={"batch_size": 64, "augmentation": {"name": "dropout"}})
     parts = build_run(config)
     assert parts.dataset.num_items > 1300  # above distinct's threshold for 64 ids
     sizes = _RandpermSizes(torch.randperm)
@@ -334,7 +334,7 @@ def test_distinct_is_uniform_over_ids_and_refuses_a_size_above_high():
 def tiny(output_dir: str, name: str, tables: str) -> object:
     return config_from_dict({
         "output_dir": output_dir, "name": name, "epochs": 1, "progress": False, "checkpoint_every": 0,
-        "main": {"batch_size": 256}, "ssl": {"batch_size": 64},
+        "main": {"batch_size": 256}, "ssl": {"batch_size": 64, "augmentation": {"name": "dropout"}},
         "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
         "optim": {"tables": tables, "weight_decay": 1e-3},
     })
