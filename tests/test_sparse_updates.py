@@ -258,6 +258,9 @@ def test_the_trainer_with_a_sparse_choice_resumes_exactly(tmp_path, tables):
     assert not stopped.finished
     saved = load_checkpoint(killed.run_dir / "checkpoint.pt")["optimizer"]
     assert set(saved) == {"dense", "tables"}
+    other = "rowwise_adagrad" if tables == "sparse_adam" else "sparse_adam"
+    with pytest.raises(ConfigError, match="differing keys: optim.tables"):
+        train(small(tmp_path, "killed", other), on_existing="resume")
     resumed = train(killed, on_existing="resume")
     assert resumed.finished and resumed.steps == whole.steps
     for name, tensor in whole.parts.model.state_dict().items():
