@@ -149,13 +149,14 @@ class ParameterPart(NamedTuple):
     """A part of a tower's parameters: ``label`` (``"item_id table 3000 x 32"``), ``count``
     (parameters), and what sizes it: a setting ``key`` (``"embedding_dim"``, ``"hidden"``) and
     its ``value``, or, for a table with more ids than columns, ``feature`` (its name) and
-    ``value`` its number of ids."""
+    ``value`` its number of ids. ``rows``: an id table's number of rows (0 for other parts)."""
 
     label: str
     count: int
     key: str
     value: object
     feature: bool = False
+    rows: int = 0
 
     def driver(self, prefix: str = "") -> str:
         """``"model.embedding_dim = 1000000"`` (with `prefix` ``"model."``) or ``"feature 'big' has 1099511627776 ids"``."""
@@ -179,9 +180,9 @@ def _input_parts(
             continue
         label, count = f"{spec.name} table {spec.num_values} x {dim}", spec.num_values * dim
         if spec.num_values > dim:
-            parts.append(ParameterPart(label, count, spec.name, spec.num_values, feature=True))
+            parts.append(ParameterPart(label, count, spec.name, spec.num_values, feature=True, rows=spec.num_values))
         else:
-            parts.append(ParameterPart(label, count, key, dim))
+            parts.append(ParameterPart(label, count, key, dim, rows=spec.num_values))
     parts.append(ParameterPart("default embeddings and dense projections", small, "embedding_dim", embedding_dim))
     return parts
 

@@ -2,7 +2,8 @@
 
 ``checkpoint.pt`` holds everything a resumed run needs to end as an uninterrupted one: the
 step, the config (as TOML), the towers, the main loss (its learned temperature), the
-optimiser, the frequency estimate and the loop state (the loop's and each piece's, see
+optimiser (dense Adam's state, and the table optimizer's under a sparse ``optim.tables``,
+`augkit.train.optimizers`), the frequency estimate and the loop state (the loop's and each piece's, see
 `augkit.train.callbacks`); both files record the run that wrote them (``"run"``: its id and
 directory, `augkit.train.identity`). Files are written by
 `augkit.train.checkpoint.save_checkpoint` (atomic, checksummed).

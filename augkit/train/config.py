@@ -190,10 +190,35 @@ class SSLConfig:
     feature fingerprints do not match the item corpus."""
 
 
+TABLE_OPTIMIZERS = ("adam", "sparse_adam", "rowwise_adagrad")
+"""The choices of ``optim.tables`` (`augkit.train.optimizers` builds them)."""
+
+
 @attrs.frozen(kw_only=True)
 class OptimConfig:
     lr: float = attrs.field(default=0.003, validator=number(0, open_low=True))
+    """The learning rate of dense Adam (and of the id tables unless `tables_lr` is set)."""
     weight_decay: float = attrs.field(default=0.0, validator=_weight)
+    """L2 weight decay, added to the gradient (Adam's ``weight_decay``); under a sparse
+    `tables` choice, added on the tables to the rows of the batch only."""
+    tables: str = attrs.field(default="adam", validator=one_of(*TABLE_OPTIMIZERS))
+    """How the id embedding tables are updated: ``adam`` (one dense Adam over every parameter:
+    every row every step), ``sparse_adam`` or ``rowwise_adagrad`` (sparse gradients, only the
+    batch's rows updated; every other parameter keeps dense Adam)."""
+    tables_lr: float | None = attrs.field(default=None, validator=attrs.validators.optional(number(0, open_low=True)))
+    """The learning rate of a sparse `tables` optimizer (unset: `lr`); ignored by ``adam``."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.tables == "adam" and self.tables_lr is not None:
+            raise ValueError(
+                'tables_lr is set but tables = "adam" trains the tables with the dense Adam at lr; '
+                'set tables = "sparse_adam" or "rowwise_adagrad", or remove tables_lr'
+            )
+
+    @property
+    def table_lr(self) -> float:
+        """`tables_lr`, or `lr` where it is unset."""
+        return self.lr if self.tables_lr is None else self.tables_lr
 
 
 MONITOR_PATTERN = re.compile(r"valid/(?P<slice>all|head|tail|cold|decile_\d)/(?P<metric>recall|ndcg)@(?P<k>\d+)")

@@ -32,6 +32,7 @@ from augkit.train.device import place, resolve_device
 from augkit.train.early_stopping import EarlyStopping
 from augkit.train.identity import identity_for, write_identity
 from augkit.train.logbook import Logbook
+from augkit.train.optimizers import build_optimizer
 from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
 from augkit.train.rundir import OnExisting, check_on_existing, hold
@@ -58,16 +59,6 @@ class TrainResult:
     """`SSLChance.summary`: the SSL loss against ln B by epoch, and its warning."""
 
 
-def _parameters(parts: RunParts) -> list[torch.nn.Parameter]:
-    modules = [parts.model, parts.main_loss, parts.ssl_loss]
-    seen: dict[int, torch.nn.Parameter] = {}
-    for module in modules:
-        if module is not None:
-            for parameter in module.parameters():
-                seen.setdefault(id(parameter), parameter)
-    return list(seen.values())
-
-
 class Loop:
     """Trains `parts` in the held `run_dir` for the config's epochs, validating every
     ``eval.every`` epochs and after the last, and tells `pieces`, in their order, of each step
@@ -80,9 +71,7 @@ class Loop:
         self.parts, self.config, self.run_dir, self.pieces = parts, parts.config, run_dir, tuple(pieces)
         self.max_steps = max_steps
         self.device = parts.queries.device
-        self.optimizer = torch.optim.Adam(
-            _parameters(parts), lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay
-        )
+        self.optimizer = build_optimizer(self.config.optim, [parts.model, parts.main_loss, parts.ssl_loss])
         self.rows = len(parts.split.train)
         self.steps_per_epoch = math.ceil(self.rows / self.config.main.batch_size)
         self.total_steps = self.steps_per_epoch * self.config.epochs
@@ -242,7 +231,9 @@ def summary(parts: RunParts, device: torch.device) -> str:
 
 def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
     """Built parts (data validated first) on the config's device, with its thread count; in a
-    process group (see `joined`), the towers in DDP."""
+    process group (see `joined`), the towers in DDP. A sparse ``optim.tables`` choice in an
+    NCCL process group, where DDP cannot reduce sparse gradients, is a `ConfigError`."""
+    check_sparse_reduction(config)
     parts = parts or build_run(config)
     device = resolve_device(parts.config.device)
     if parts.config.precision == "bf16-mixed" and device.type != "cuda":
@@ -255,6 +246,18 @@ def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
         ddp = torch.nn.parallel.DistributedDataParallel(parts.towers, device_ids=[device] if device.type == "cuda" else None)
         parts = attrs.evolve(parts, towers=ddp)
     return parts
+
+
+def check_sparse_reduction(config: TrainConfig) -> None:
+    """`ConfigError` before anything is built where a sparse ``optim.tables`` choice meets an
+    NCCL process group: DDP reduces sparse gradients with gloo only."""
+    tables = config.optim.tables
+    if tables != "adam" and distributed.is_distributed() and torch.distributed.get_backend() == "nccl":
+        raise ConfigError(
+            f"optim.tables = {tables!r}: the id tables' sparse gradients cannot be reduced over CUDA processes "
+            '(NCCL); set optim.tables = "adam" (dense Adam on every parameter), use the TorchRec backend '
+            "(model.backend) for tables sharded over GPUs, or train on CPU processes (gloo)"
+        )
 
 
 def joined(config: TrainConfig) -> contextlib.AbstractContextManager[None]:

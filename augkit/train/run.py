@@ -22,9 +22,10 @@ from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
 from augkit.registry import get_registry
 from augkit.testing import check_global_rngs_untouched, check_reproducible
-from augkit.towers import Tower, TowerConfig, check_parameter_memory, parameter_parts
+from augkit.towers import ParameterPart, Tower, TowerConfig, check_parameter_memory, parameter_parts
 from augkit.train.config import Component, TrainConfig
 from augkit.train.contracts import augmentations, culprit
+from augkit.train.optimizers import use_sparse_gradients
 from augkit.train.history import HISTORY_FEATURE, with_history
 
 log = logging.getLogger("augkit.train")
@@ -248,6 +249,19 @@ class TowerStep(nn.Module):
 
 ADAM_STATES = 2
 """Tensors of optimiser state per parameter (Adam's two moments), counted before the towers are built."""
+OPTIMIZER_STATE = {
+    "adam": "Adam's state",
+    "sparse_adam": "the optimizers' state (Adam's two moments per parameter, SparseAdam's per table parameter)",
+    "rowwise_adagrad": "the optimizers' state (Adam's two moments per parameter, row-wise Adagrad's one per table row)",
+}
+"""What the memory check counts besides the parameters, by ``optim.tables``."""
+
+
+def with_optimizer_state(part: ParameterPart, tables: str) -> ParameterPart:
+    """`part` counting its optimizer state too: Adam's (and SparseAdam's, which keeps dense
+    moments) two values per parameter, row-wise Adagrad's one per row of an id table."""
+    state = part.rows if part.rows and tables == "rowwise_adagrad" else ADAM_STATES * part.count
+    return part._replace(count=part.count + state)
 
 
 def build_model(
@@ -256,10 +270,13 @@ def build_model(
     """Item and query towers, initialised from the run's seed. The query's ``history`` bag
     shares the item tower's ``item_id`` table when both exist.
 
-    First their parameters (and, when `training`, Adam's state) are estimated and checked
-    against the free memory of the host (where they are built) and of a CUDA ``device``: too
-    large a model is a `ConfigError` naming the ``model.*`` setting or the feature behind it,
-    before any table is allocated. Serving builds with ``training=False``."""
+    First their parameters (and, when `training`, the optimizer state of ``optim.tables``,
+    `with_optimizer_state`) are estimated and checked against the free memory of the host
+    (where they are built) and of a CUDA ``device``: too large a model is a `ConfigError`
+    naming the ``model.*`` setting or the feature behind it, before any table is allocated.
+    When `training` with a sparse ``optim.tables`` choice, the id tables produce sparse
+    gradients (`augkit.train.optimizers.use_sparse_gradients`). Serving builds with
+    ``training=False``."""
     generator = generator_for(config.seed, STREAM_INIT)
     shape = {
         "hidden": config.model.hidden,
@@ -275,17 +292,21 @@ def build_model(
     devices = ["cpu"]  # the towers are built on the host, then moved to the run's device
     if config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available()):
         devices.append("cuda" if config.device == "auto" else config.device)
+    what = "the towers' parameters"
+    if training:
+        parts = [with_optimizer_state(part, config.optim.tables) for part in parts]
+        what += f" and {OPTIMIZER_STATE[config.optim.tables]}"
     for device in devices:
-        check_parameter_memory(
-            parts, device, what="the towers' parameters and Adam's state" if training else "the towers' parameters",
-            copies=1 + ADAM_STATES if training else 1, prefix="model.",
-        )
+        check_parameter_memory(parts, device, what=what, prefix="model.")
     item_tower = Tower(items.schema, **shape, generator=generator)
     query_tower = Tower(
         queries.schema, **shape, tables={name: item_tower.input_layer.table(of) for name, of in tables.items()},
         generator=generator,
     )
-    return nn.ModuleDict({"query": query_tower, "item": item_tower})
+    model = nn.ModuleDict({"query": query_tower, "item": item_tower})
+    if training and config.optim.tables != "adam":
+        use_sparse_gradients(model)
+    return model
 
 
 def _two_view(augmentation: Any, config: dict[str, Any]) -> TwoViews | PairAugmentation:

@@ -12,6 +12,7 @@ import torch
 from augkit import distributed
 from augkit.augmentation import check_pair
 from augkit.batch import FeatureBatch
+from augkit.random import distinct
 from augkit.train.contracts import (
     augmentations,
     check_log_prob,
@@ -134,10 +135,10 @@ def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:
 
 
 def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
-    """``LongTensor[ssl.batch_size]`` of distinct items drawn uniformly from the corpus."""
+    """``LongTensor[min(ssl.batch_size, num_items)]`` of distinct items drawn uniformly from the
+    corpus (`augkit.random.distinct`: a cost of the SSL batch, not of the corpus)."""
     num_items = parts.dataset.num_items
-    size = min(parts.config.ssl.batch_size, num_items)
-    items = torch.randperm(num_items, generator=generator, device=generator.device)[:size]
+    items = distinct(num_items, min(parts.config.ssl.batch_size, num_items), generator=generator)
     return items.to(parts.dataset.items.device, non_blocking=True)
 
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 import attrs
 import torch
 
-from augkit.random import check_generator
+from augkit.random import check_generator, distinct
 from augkit_samplers import checks, devices
 
 
@@ -24,6 +24,10 @@ class UniformItemSampler:
     ``num_items % batch_size`` ids of a permutation are skipped, so every id has the same
     probability in every batch and, when ``batch_size`` divides ``num_items``, every id appears
     exactly once per ``num_items // batch_size`` batches. Needs ``batch_size <= num_items``.
+    A permutation's first batch is a draw of distinct ids (`augkit.random.distinct`) and the
+    rest of it a permutation of the other ids, made only when the stream goes on: the first
+    batch of a stream (all the trainer takes of a stream each step) costs the batch, not the
+    corpus.
 
     ``replacement=True``: every id is an independent uniform draw (duplicates possible).
 
@@ -72,7 +76,12 @@ class UniformItemSampler:
             yield devices.move(draws, self.device)
 
     def _permutations(self, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        whole = self.num_items // self.batch_size * self.batch_size
+        rest = (self.num_items // self.batch_size - 1) * self.batch_size
         while True:
-            permutation = torch.randperm(self.num_items, generator=generator, device=generator.device)
-            yield from devices.move(permutation[:whole], self.device).split(self.batch_size)
+            first = distinct(self.num_items, self.batch_size, generator=generator)
+            yield devices.move(first, self.device)
+            if rest:
+                taken = torch.zeros(self.num_items, dtype=torch.uint8, device=first.device).index_fill_(0, first, 1)
+                others = taken.argsort(stable=True)[: self.num_items - self.batch_size]
+                order = torch.randperm(len(others), generator=generator, device=generator.device)
+                yield from devices.move(others[order][:rest], self.device).split(self.batch_size)
