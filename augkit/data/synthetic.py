@@ -10,6 +10,8 @@ millions of items and tens of millions of clicks.
 
 from __future__ import annotations
 
+import itertools
+
 import attrs
 import numpy as np
 import torch
@@ -175,7 +177,7 @@ def _clicks_by_niche(
     bounds = np.searchsorted(np.cumsum(events), np.arange(BLOCK_EVENTS, events.sum(), BLOCK_EVENTS), side="right")
     bounds = [0, *np.unique(bounds).tolist(), events.size]
     blocks = [
-        _block_clicks(rng, draw, start, events[start:stop], niche.size) for start, stop in zip(bounds, bounds[1:])
+        _block_clicks(rng, draw, start, events[start:stop], niche.size) for start, stop in itertools.pairwise(bounds)
     ]
     return np.concatenate([users for users, _ in blocks]), np.concatenate([items for _, items in blocks])
 

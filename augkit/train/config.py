@@ -44,7 +44,7 @@ class DataConfig:
     """A registered data source (`augkit.data.sources.SOURCES`): synthetic, movielens-100k, tables."""
     path: str = ""
     """Directory (movielens-100k) or unused (synthetic); tables use ``tables``."""
-    synthetic: SyntheticConfig = SyntheticConfig()
+    synthetic: SyntheticConfig = attrs.field(factory=SyntheticConfig)
     """The size and seed of the ``synthetic`` source, the ``[data.synthetic]`` table."""
     test_fraction: float = attrs.field(default=0.2, validator=number(0, open_low=True, high=1, open_high=True))
     valid_fraction: float = attrs.field(default=0.1, validator=number(0, high=1, open_high=True))

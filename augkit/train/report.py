@@ -192,12 +192,12 @@ def timing_lines(timing: Mapping[str, float] | None) -> list[str]:
     for a report written before runs had it."""
     if not timing:
         return []
-    return [
+    line = (
         f"Time: training steps {timing['training_seconds']:.1f} s, building the run (data, split, towers) "
         f"{timing['data_seconds']:.1f} s, validation {timing['validation_seconds']:.1f} s (each over every session "
-        f"of the run), test {timing['test_seconds']:.1f} s.",
-        "",
-    ]
+        f"of the run), test {timing['test_seconds']:.1f} s."
+    )
+    return [line, ""]
 
 
 def baseline_status(config: TrainConfig, report: Mapping[str, Any]) -> list[str]:
