@@ -416,34 +416,85 @@ def rank_test_items(
     _check_interactions("exclude", exclude, num_queries, num_items)
     test, exclude = test.to(device), exclude.to(device)
 
-    ranks = torch.empty(test.nnz, 2, dtype=torch.long, device=device)
+    ranks = torch.zeros(test.nnz, 2, dtype=torch.long, device=device)
     test_query, exclude_query = test.query_index(), exclude.query_index()
     starts = list(range(0, test.nnz, query_chunk))
     ends = [min(start + query_chunk, test.nnz) for start in starts]
-    # One host sync for the whole plan: each chunk's query range and exclusion range.
+    # One host sync for the whole plan: each chunk's query range, exclusion range, and whether
+    # its test interactions are its queries in order (one each: no copy of score rows needed).
     first = test_query[torch.tensor(starts, dtype=torch.long, device=device)]
     stop = test_query[torch.tensor(ends, dtype=torch.long, device=device) - 1] + 1
-    plan = torch.stack([first, stop, exclude.indptr[first], exclude.indptr[stop]], 1).tolist()
-    for p0, p1, (q0, q1, e0, e1) in zip(starts, ends, plan):
+    chunk = torch.arange(test.nnz, device=device) // query_chunk
+    offset = torch.arange(test.nnz, device=device) - chunk * query_chunk
+    misaligned = torch.zeros_like(first).index_add_(0, chunk, (test_query - first[chunk] != offset).long())
+    plan = torch.stack([first, stop, exclude.indptr[first], exclude.indptr[stop], misaligned], 1).tolist()
+    block = _row_block(device, min(item_chunk, num_items))
+    scores = query_emb.new_empty(0)
+    for p0, p1, (q0, q1, e0, e1, shuffled) in zip(starts, ends, plan):
         queries = query_emb[q0:q1]
         rows = test_query[p0:p1] - q0
         positives = test.items[p0:p1]
         positive_scores = _positive_scores(queries, item_emb, rows, positives, item_chunk)
-        pair = torch.arange(p1 - p0, device=device)
         excluded_rows, excluded_items = exclude_query[e0:e1] - q0, exclude.items[e0:e1]
-        above = torch.zeros(p1 - p0, dtype=torch.long, device=device)
-        tied = torch.zeros(p1 - p0, dtype=torch.long, device=device)
         for i0 in range(0, num_items, item_chunk):
-            scores = queries @ item_emb[i0 : i0 + item_chunk].T
+            scores = _scores_into(scores, queries, item_emb[i0 : i0 + item_chunk])
             exclude_scores(scores, excluded_rows, excluded_items - i0)
-            competitors = scores[rows]
-            exclude_scores(competitors, pair, positives - i0)
-            # int32 partial sums (at most item_chunk each) are much faster than int64 on CPU.
-            above += (competitors > positive_scores).sum(1, dtype=torch.int32)
-            tied += (competitors == positive_scores).sum(1, dtype=torch.int32)
-        ranks[p0:p1, 0] = above
-        ranks[p0:p1, 1] = tied
+            for r0 in range(0, p1 - p0, block):
+                r1 = min(r0 + block, p1 - p0)
+                # each score row serves one test interaction when aligned, so it may be overwritten
+                part = scores.index_select(0, rows[r0:r1]) if shuffled else scores[r0:r1]
+                counts = _above_and_tied(part, positive_scores[r0:r1], positives[r0:r1] - i0)
+                ranks[p0 + r0 : p0 + r1] += counts
     return ranks
+
+
+CACHE_SCORES = 1 << 18
+"""Scores per block of test interactions on a CPU (1 MiB of float32): a block stays in cache
+through its comparisons."""
+EXACT_SIGN_SUM = 1 << 24
+"""Sums of ±1 in float32 are exact integers below this (`_above_and_tied`)."""
+
+
+def _row_block(device: torch.device, width: int) -> int:
+    """Test interactions compared at a time against a chunk `width` items wide: a cache's worth
+    on a CPU, every one at once on an accelerator (where each launch costs more than memory)."""
+    if device.type != "cpu":
+        return 1 << 62
+    return max(1, CACHE_SCORES // width)
+
+
+def _above_and_tied(part: torch.Tensor, positive_scores: torch.Tensor, own_columns: torch.Tensor) -> torch.Tensor:
+    """``LongTensor[R, 2]``: per row of the scores `part` ``[R, W]`` (overwritten), the
+    columns scoring strictly more than the row's positive (``positive_scores`` ``[R, 1]``) and
+    exactly as much, leaving out the positive's own column (`own_columns` ``[R]``, relative to
+    the chunk; one outside it leaves the row whole).
+
+    On a CPU, from the signs of the differences (two float sums, about three times faster than
+    two boolean comparisons there): ``sum(sign) = above - below`` and ``sum(|sign|) = above +
+    below``, exact integers for ``W < 2**24``; a NaN difference (a NaN score from an overflowing
+    product, or an infinite score equal to the positive) falls back to the comparisons, as does an accelerator."""
+    rows, width = part.shape
+    pair = torch.arange(rows, device=part.device)
+    if part.device.type == "cpu" and part.dtype in (torch.float32, torch.float64) and width < EXACT_SIGN_SUM:
+        sign = torch.sub(part, positive_scores)
+        exclude_scores(sign, pair, own_columns)
+        if not bool(sign.sum(1).isnan().any()):  # sign() takes NaN to 0, which would read as tied
+            difference = sign.sign_().sum(1)
+            unequal = sign.abs_().sum(1)
+            return torch.stack([(unequal + difference) / 2, width - unequal], 1).long()
+    exclude_scores(part, pair, own_columns)
+    # int32 counts (at most W each) are much faster than int64 on CPU.
+    above = (part > positive_scores).sum(1, dtype=torch.int32)
+    return torch.stack([above, (part == positive_scores).sum(1, dtype=torch.int32)], 1).long()
+
+
+def _scores_into(buffer: torch.Tensor, queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
+    """``queries @ corpus.T`` written into `buffer` when it has that shape (fresh memory costs a
+    page fault per 4 KiB on a CPU), else into a new tensor."""
+    shape = (queries.shape[0], corpus.shape[0])
+    if buffer.shape != shape:
+        buffer = queries.new_empty(shape)
+    return torch.mm(queries, corpus.T, out=buffer)
 
 
 # -- aggregation ---------------------------------------------------------------------------

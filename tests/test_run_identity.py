@@ -107,7 +107,7 @@ def test_synthetic_data_is_fingerprinted_by_its_generator():
     from augkit.train import config_from_dict
 
     seed0 = fingerprint_data(config_from_dict({}).data)
-    seed1 = fingerprint_data(config_from_dict({"data": {"synthetic_seed": 1}}).data)
+    seed1 = fingerprint_data(config_from_dict({"data": {"synthetic": {"seed": 1}}}).data)
     assert seed0["generator"]["seed"] == 0 and seed0["generator"]["num_items"] == 3000 and seed0["files"] == []
     assert data_changes(seed0, seed1) == ["the generator parameter 'seed' changed (0 -> 1)"]
 

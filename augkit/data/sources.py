@@ -3,8 +3,9 @@
 A source is one `DataSource` registration: how to load its `RecDataset`, and how to load it
 with its `DataKeys` (the raw user and item keys behind the dense ids, for serving):
 
-* ``synthetic``: the embedded synthetic data (`make_synthetic` with ``data.synthetic_seed``);
-  the keys are the ids themselves (ints ``0..n-1``), as are feature values.
+* ``synthetic``: the embedded synthetic data (`make_synthetic` at the size and seed of
+  ``[data.synthetic]``, `SyntheticConfig`); the keys are the ids themselves (ints ``0..n-1``),
+  as are feature values.
 * ``movielens-100k``: your copy of MovieLens-100K in ``data.path``; users and items are the
   MovieLens ids (ints, id + 1), with the titles of ``u.item`` and the feature vocabularies of
   `load_movielens_items`.
@@ -13,8 +14,8 @@ with its `DataKeys` (the raw user and item keys behind the dense ids, for servin
   the titles of an item file's ``title`` column, if one names it.
 
 `fingerprint_data` gives the fingerprint of what a source reads (`augkit.data.fingerprint`):
-each file's size, mtime and content hash, or the synthetic generator's parameters; a run
-records it to check later that it is served on the data it was trained on.
+each file's size, mtime and content hash, or the synthetic generator's parameters (its sizes
+and seed included); a run records it to check later that it is served on the data it was trained on.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from augkit.data.movielens import (
     load_movielens_items,
     load_movielens_titles,
 )
-from augkit.data.synthetic import make_synthetic
+from augkit.data.synthetic import SyntheticConfig, make_synthetic
 from augkit.data.tables import LoadedTables, read_tables
 from augkit.data.tables_config import TablesConfig
 from augkit.errors import ConfigError, UnknownNameError
@@ -47,7 +48,7 @@ class DataOptions(Protocol):
 
     source: str
     path: str
-    synthetic_seed: int
+    synthetic: SyntheticConfig
     tables: TablesConfig | None
 
 
@@ -63,7 +64,7 @@ class DataSource:
 
 
 def _synthetic(data: DataOptions) -> RecDataset:
-    return make_synthetic(seed=data.synthetic_seed)
+    return data.synthetic.make()
 
 
 def _synthetic_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
@@ -73,7 +74,9 @@ def _synthetic_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
 
 def _synthetic_fingerprint(data: DataOptions) -> dict[str, Any]:
     defaults = {name: p.default for name, p in inspect.signature(make_synthetic).parameters.items()}
-    return {"generator": {"function": "make_synthetic", **defaults, "seed": data.synthetic_seed}}
+    synthetic = data.synthetic
+    sizes = {"num_items": synthetic.items, "num_users": synthetic.users, "mean_events": synthetic.events_per_user}
+    return {"generator": {"function": "make_synthetic", **defaults, **sizes, "seed": synthetic.seed}}
 
 
 def _movielens_dir(data: DataOptions) -> str:

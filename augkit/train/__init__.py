@@ -74,9 +74,13 @@ def _train_and_test(
     allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     check_on_existing(on_existing)
+    started = time.perf_counter()
     parts = prepare(config, parts)
+    data_seconds = time.perf_counter() - started
     with run_directory(parts.config.run_dir, on_existing=on_existing) as run_dir:
-        result = run_loop(parts, run_dir, on_existing=on_existing, allow_changed_data=allow_changed_data)
+        result = run_loop(
+            parts, run_dir, on_existing=on_existing, allow_changed_data=allow_changed_data, data_seconds=data_seconds
+        )
         distributed.barrier()  # best.pt is written by the first process
         if result.best is not None:
             best = load_checkpoint(run_dir / BEST_NAME, required=("model",))
@@ -84,10 +88,11 @@ def _train_and_test(
         log.info("testing %s on the full corpus ...", "the best validation checkpoint" if result.best else "the last step")
         started = time.perf_counter()
         metrics = evaluate_run(parts, on="test")
+        test_seconds = time.perf_counter() - started
         k = parts.config.eval.ks[0]
         log.info(
             "test: Recall@%d %.4f (TopPopular %.4f) in %.1f s", k, metrics["model"]["all"][f"recall@{k}"],
-            metrics["top_popular"]["all"][f"recall@{k}"], time.perf_counter() - started,
+            metrics["top_popular"]["all"][f"recall@{k}"], test_seconds,
         )
         training = {
             "steps": result.steps,
@@ -101,8 +106,12 @@ def _train_and_test(
         validation = None
         if result.best is not None:
             validation = {key: result.best[key] for key in ("monitor", "score", "epoch", "step")}
+            validation["users"] = {
+                "evaluated": result.best["metrics"]["all"]["n"], "of": len(torch.unique(parts.split.valid.users)),
+            }
             validation["model"] = result.best["metrics"]
-        report = {"training": training, "validation": validation, **metrics, "versions": versions()}
+        timing = {"training_seconds": result.seconds, **result.timing, "test_seconds": test_seconds}
+        report = {"training": training, "timing": timing, "validation": validation, **metrics, "versions": versions()}
         if baseline_of is not None:
             report["baseline_of"] = baseline_of
         write = distributed.rank() == 0

@@ -21,6 +21,7 @@ import tomli_w
 
 from augkit.config_io import MAX_DEPTH, check_depth, join, kind, strict, strict_converter, structure
 from augkit.data.sources import SOURCES
+from augkit.data.synthetic import SyntheticConfig
 from augkit.data.tables_config import TablesConfig, structure_tables
 from augkit.errors import ConfigError, UnknownNameError, check_known_keys
 from augkit.registry import get_registry
@@ -43,7 +44,8 @@ class DataConfig:
     """A registered data source (`augkit.data.sources.SOURCES`): synthetic, movielens-100k, tables."""
     path: str = ""
     """Directory (movielens-100k) or unused (synthetic); tables use ``tables``."""
-    synthetic_seed: int = attrs.field(default=0, validator=integer(0))
+    synthetic: SyntheticConfig = attrs.field(factory=SyntheticConfig)
+    """The size and seed of the ``synthetic`` source, the ``[data.synthetic]`` table."""
     test_fraction: float = attrs.field(default=0.2, validator=number(0, open_low=True, high=1, open_high=True))
     valid_fraction: float = attrs.field(default=0.1, validator=number(0, high=1, open_high=True))
     """The last `valid_fraction` of each user's events left after test go to validation (0: none)."""
@@ -444,12 +446,13 @@ _converter.register_unstructure_hook(MainTaskConfig, _MAIN_UNSTRUCTURE)
 
 MOVED_KEYS: dict[str, tuple[Any, str]] = {
     "main.stream_count": ("distinct", 'main.logq = { name = "streaming", params = { count = "occurrences" } }'),
+    "data.synthetic_seed": (0, "data.synthetic.seed (seed in the [data.synthetic] table)"),
 }
 """Keys of earlier versions: the value they had by default, which is dropped (so run
 directories of earlier versions still load), and what replaces any other value, for the error."""
 
 _SECTIONS: dict[str, type] = {
-    "": TrainConfig, "data": DataConfig, "model": ModelConfig, "main": MainTaskConfig,
+    "": TrainConfig, "data": DataConfig, "data.synthetic": SyntheticConfig, "model": ModelConfig, "main": MainTaskConfig,
     "ssl": SSLConfig, "optim": OptimConfig, "eval": EvalConfig,
     "main.loss": Component, "main.logq": Component, "main.negatives": Component,
     "main.regularizer": Component, "ssl.loss": Component,

@@ -57,6 +57,8 @@ class TrainResult:
     stopped_early: bool = False
     ssl_vs_chance: dict[str, Any] | None = None
     """`SSLChance.summary`: the SSL loss against ln B by epoch, and its warning."""
+    timing: dict[str, float] = attrs.Factory(dict)
+    """`Loop.timing`: building the run and validating, seconds over every session."""
 
 
 class Loop:
@@ -83,7 +85,10 @@ class Loop:
         # the loop's own state (see state_dict)
         self.step = 0
         self.seconds = 0.0
-        """Training time over every session of the run (evaluation included)."""
+        """Time in the epochs' steps over every session of the run (the checkpoints written
+        between steps included; building the run and validation are in `timing`)."""
+        self.timing = {"data_seconds": 0.0, "validation_seconds": 0.0}
+        """Seconds building the run (data, split, towers) and validating, over every session."""
         self.best: dict[str, Any] | None = None
         self.last_losses: dict[str, float] = {}
         self._last_terms: torch.Tensor | None = None
@@ -150,6 +155,7 @@ class Loop:
         """The validation after `epoch`, and whether it beats the best one (then `best`)."""
         started = time.perf_counter()
         validation = self.validator(epoch)
+        self.timing["validation_seconds"] += time.perf_counter() - started
         score, monitor = validation.score, self.config.eval.monitor
         improved = score is not None and (self.best is None or score > self.best["score"])
         if improved:
@@ -181,10 +187,11 @@ class Loop:
             )
 
     def state_dict(self) -> dict[str, Any]:
-        """The loop state of a checkpoint: ``step``, ``seconds``, ``best``, ``last_losses`` and
-        every piece's keys."""
+        """The loop state of a checkpoint: ``step``, ``seconds``, ``timing``, ``best``,
+        ``last_losses`` and every piece's keys."""
         state: dict[str, Any] = {
-            "step": self.step, "seconds": self.seconds, "best": self.best, "last_losses": self.last_losses,
+            "step": self.step, "seconds": self.seconds, "timing": dict(self.timing), "best": self.best,
+            "last_losses": self.last_losses,
         }
         for piece in self.pieces:
             own = piece.state_dict()
@@ -197,12 +204,13 @@ class Loop:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Take back `state_dict`'s output; `ValueError` if its keys are not those it saves. A
         key a checkpoint of an earlier version lacks takes its piece's `Callback.state_defaults`."""
-        state = {**{k: v for piece in self.pieces for k, v in piece.state_defaults().items()}, **state}
+        defaults = {"timing": {"data_seconds": 0.0, "validation_seconds": 0.0}}  # checkpoints before timing
+        state = {**defaults, **{k: v for piece in self.pieces for k, v in piece.state_defaults().items()}, **state}
         expected = set(self.state_dict())
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
             raise ValueError(f"missing {missing}, unexpected {unexpected}")
-        self.step, self.seconds = state["step"], state["seconds"]
+        self.step, self.seconds, self.timing = state["step"], state["seconds"], dict(state["timing"])
         self.best, self.last_losses = state["best"], state["last_losses"]
         for piece in self.pieces:
             piece.load_state_dict(state)
@@ -294,11 +302,13 @@ def run_loop(
     on_existing: OnExisting = "refuse",
     max_steps: int | None = None,
     allow_changed_data: bool = False,
+    data_seconds: float = 0.0,
 ) -> TrainResult:
     """Train `parts` in the held `run_dir` (see `train`); ``on_existing="resume"`` continues
     from its checkpoint, after checking that the data is the data the run trained on
     (`augkit.train.identity`; `allow_changed_data` lets it go on with changed data, recorded
-    once the checkpoint is restored). A fresh run records its identity in the directory."""
+    once the checkpoint is restored). A fresh run records its identity in the directory.
+    `data_seconds`: this session's time building `parts`, added to the run's `Loop.timing`."""
     check_on_existing(on_existing)
     run = identity = warning = None
     if distributed.rank() == 0:  # the first process keeps the run directory and its records
@@ -318,10 +328,11 @@ def run_loop(
         checkpointing.restore(loop)
         if identity is not None and warning is not None:  # changed data, allowed: recorded once the checkpoint fits
             write_identity(run_dir, identity)
+    loop.timing["data_seconds"] += data_seconds
     loop.run()
     return TrainResult(
         parts, loop.step, loop.seconds, loop.last_losses, loop.finished, logbook.history, loop.best, early_stopping.stopped,
-        ssl_chance.summary,
+        ssl_chance.summary, dict(loop.timing),
     )
 
 
@@ -351,6 +362,11 @@ def _train(
     config: TrainConfig, *, on_existing: OnExisting, max_steps: int | None, parts: RunParts | None, allow_changed_data: bool
 ) -> TrainResult:
     check_on_existing(on_existing)
+    started = time.perf_counter()
     parts = prepare(config, parts)
+    data_seconds = time.perf_counter() - started
     with run_directory(parts.config.run_dir, on_existing=on_existing) as run_dir:
-        return run_loop(parts, run_dir, on_existing=on_existing, max_steps=max_steps, allow_changed_data=allow_changed_data)
+        return run_loop(
+            parts, run_dir, on_existing=on_existing, max_steps=max_steps, allow_changed_data=allow_changed_data,
+            data_seconds=data_seconds,
+        )

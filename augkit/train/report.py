@@ -187,6 +187,19 @@ def baseline_lines(model: Mapping[str, Any], baseline: Mapping[str, Any], k: int
     ]
 
 
+def timing_lines(timing: Mapping[str, float] | None) -> list[str]:
+    """The time of each phase of the run (metrics.json's ``timing``) as a markdown line; none
+    for a report written before runs had it."""
+    if not timing:
+        return []
+    line = (
+        f"Time: training steps {timing['training_seconds']:.1f} s, building the run (data, split, towers) "
+        f"{timing['data_seconds']:.1f} s, validation {timing['validation_seconds']:.1f} s (each over every session "
+        f"of the run), test {timing['test_seconds']:.1f} s."
+    )
+    return [line, ""]
+
+
 def baseline_status(config: TrainConfig, report: Mapping[str, Any]) -> list[str]:
     """Markdown lines saying whether a baseline was trained beside the run and, if not, how to
     get one; none for a run that has its baseline."""
@@ -248,12 +261,15 @@ def write_run_report(
         f"{', stopped early' if training.get('stopped_early') else ''}), training time: {training['seconds']:.1f} s, "
         f"final losses: {', '.join(f'{k}={v:.4f}' for k, v in training['last_losses'].items())}.",
         "",
+        *timing_lines(report.get("timing")),
     ]
     lines += [f"> warning: {w}" for w in warnings] + ([""] if warnings else [])
     validation = report.get("validation")
     if validation:
+        users = validation.get("users")
+        on = f" ({users['evaluated']} of its {users['of']} users, `eval.max_users`)" if users and users["evaluated"] < users["of"] else ""
         lines += [
-            f"Model selection on the validation split: best `{validation['monitor']}` = {validation['score']:.4f} "
+            f"Model selection on the validation split{on}: best `{validation['monitor']}` = {validation['score']:.4f} "
             f"at epoch {validation['epoch']} (step {validation['step']}); that checkpoint (`best.pt`) is the one tested.",
             "",
         ]
