@@ -15,9 +15,17 @@ from typing import Any
 import attrs
 
 from augkit.errors import ConfigError, UnknownNameError
-from augkit.experiments.variants import VARIANTS, WEIGHTED_VARIANTS, variant_config, variant_label, variant_overrides
+from augkit.experiments.variants import (
+    VARIANTS,
+    WEIGHTED_VARIANTS,
+    id_dropout,
+    variant_config,
+    variant_label,
+    variant_overrides,
+)
 from augkit.train.config import TrainConfig, config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.run import ITEM_ID_FEATURE
 
 DEFAULT_SEEDS = 5
 COMPARE_SLICES = ("head", "tail", "cold", "all")
@@ -174,6 +182,14 @@ def check_tuned(base: TrainConfig, variant: str, tuned: TrainConfig, source: str
         raise ConfigError(
             f"--tuned {variant}={source}: its {', '.join(differing)} differ from the base config's; a tuned "
             "config must be tuned on the same data, evaluation and epochs (tune it from the same config)"
+        )
+    masks = tuned.main.item_augmentation()
+    features = (masks or {}).get("params", {}).get("features")
+    if masks is None or (features is not None and ITEM_ID_FEATURE not in features):
+        raise ConfigError(
+            f"--tuned {variant}={source}: its main task never masks item_id, so the default embedding cold items "
+            f"are served with stays untrained, unlike every other variant's (main.augmentation = {id_dropout()}); "
+            "it was tuned by an earlier augkit: tune it again"
         )
 
 
