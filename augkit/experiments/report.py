@@ -87,7 +87,7 @@ def compare_page(name: str, record: Mapping[str, Any], keys: Sequence[str], plot
         f"(paired): lift [95% interval], then the absolute difference Δ [95% interval], p = paired t-test / exact "
         f"Wilcoxon signed-rank; † where the t-test gives p < {SIGNIFICANCE:g}. No percent is given over a baseline "
         f"mean below {near_zero:g} (near zero): the difference alone. With {len(seeds)} seeds Wilcoxon's smallest p "
-        f"is {2 / 2 ** len(seeds):.3f}."),
+        f"is {p_text(2 / 2 ** len(seeds))}."),
         "",
         "Candidates per variant (the selection budget): " + ", ".join(f"{v} {n}" for v, n in budget.items()) + ".",
     ]

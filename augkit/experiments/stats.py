@@ -26,18 +26,21 @@ Recall of 0.0009), so `paired` gives the absolute difference only (``"lift"`` No
 
 
 def p_text(p: float | None) -> str:
-    """A p-value as printed beside a lift, with enough digits to be on the same side of
-    `SIGNIFICANCE` as the value itself (``0.0496``, not ``0.050``, for p = 0.0496), so that the
-    number and the † agree; ``<0.001`` below 0.001; ``n/a`` for None."""
+    """A p-value as printed beside a lift: three decimals from 0.1 (``0.310``), three significant
+    digits below (``0.0625``), more where needed to be on the same side of `SIGNIFICANCE` as the
+    value itself (``0.0496``, never ``0.050``, for p = 0.0496), so that the number and the †
+    agree; ``<0.001`` below 0.001; ``n/a`` for None."""
     if p is None:
         return "n/a"
     if p < 0.001:
         return "<0.001"
+    if p >= 0.1:
+        return f"{p:.3f}"
     for digits in range(3, 7):
-        text = f"{p:.{digits}f}"
+        text = f"{p:#.{digits}g}"
         if (float(text) < SIGNIFICANCE) == (p < SIGNIFICANCE):
             return text
-    return f"<{SIGNIFICANCE:g}" if p < SIGNIFICANCE else f"{p:.6f}"
+    return f"<{SIGNIFICANCE:g}" if p < SIGNIFICANCE else f"{p:#.6g}"
 
 
 def scipy_stats() -> Any:
