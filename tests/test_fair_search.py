@@ -127,3 +127,11 @@ def test_tune_scores_each_trial_on_the_mean_of_its_seeds(tmp_path):
     assert sorted(p.name for p in runs.iterdir()) == ["seed-100", "seed-101", "seed-102"]
     assert "the mean over seeds 100, 101, 102" in (out / "tune.md").read_text()
     assert read_tuned_budget(out / "best.toml") == {"trials": 1, "seeds": [100, 101, 102], "keys": ["optim.lr"]}
+    assert "fewer than 3" not in (out / "tune.md").read_text()
+
+
+def test_a_study_on_fewer_than_three_seeds_says_so(tmp_path):
+    base = small(tmp_path, tune={"seeds": 1, "space": {"optim.lr": {"low": 1e-3, "high": 1e-2}}})
+    out = run_tune(base, "baseline", 1)
+    assert json.loads((out / "best.json").read_text())["seeds"] == [100]
+    assert "> note: each trial was scored on 1 seed(s), fewer than 3" in (out / "tune.md").read_text()

@@ -87,9 +87,9 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     # 1. selection: validation only
     validation: dict[str, list[dict[str, Any]]] = {}
     seconds: dict[str, list[float | None]] = {}
-    runs = [(candidate, seed) for variant in spec.variants for candidate in pool[variant] for seed in seed_list]
-    counter = Counter("run", len(runs))
-    for candidate, seed in runs:
+    planned = [(candidate, seed) for variant in spec.variants for candidate in pool[variant] for seed in seed_list]
+    counter = Counter("run", len(planned))
+    for candidate, seed in planned:
         config = candidate.config(base, seed)
         what = f"{candidate.label} (seed {seed}) in {config.run_dir}"
         finished = reload(config) if on_existing == "resume" else None

@@ -168,6 +168,8 @@ def _reading_note(reading: str) -> str:
 
 
 # -- the study --------------------------------------------------------------------------------
+FEW_SEEDS = 3
+"""Under this many seeds per trial, the tune page warns that one split may have chosen the winner."""
 FEW_TRIALS = 10
 """Under this many complete trials, parameter importances are noise more than signal: the
 tune page and the importance plot say so (`few_trials_caveat`)."""
@@ -205,6 +207,9 @@ def tune_page(study: Any, name: str, variant: str, monitor: str, seeds: Sequence
         cells = " | ".join(_fmt(t.params.get(k)) for k in space)
         lines.append(f"| {t.number} | {t.state.name.lower()} | {value} | {cells} |")
     lines.append("")
+    if len(seeds) < FEW_SEEDS:
+        lines += [(f"> note: each trial was scored on {len(seeds)} seed(s), fewer than {FEW_SEEDS}: one split can favour a "
+                   f"config by chance; set `seeds = {FEW_SEEDS}` or more in `[tune]` before comparing the winner."), ""]
     if "param_importances.png" in plots and few_trials_caveat(complete):
         lines += [(f"> note: the parameter importances are {few_trials_caveat(complete)}. fANOVA fits a "
                    f"random forest to the trials; with so few, the ranking changes from one study to the next. "

@@ -26,9 +26,9 @@ validation (the best epoch's, as ``best.pt`` keeps it), averaged over ``[tune] s
 seeds ``augkit compare`` tests on (``seed`` to ``seed + 4``). The test split is never read.
 
 The study lives in ``<output_dir>/<name>-tune-<variant>/``: ``study.db``,
-``trials/trial-NNNN/seed-S/`` (a run directory per seed), ``best.toml`` (the best trial's config: ``augkit train best.toml`` trains
-the winner; ``augkit compare --tuned VARIANT=best.toml`` compares it), ``best.json``,
-``tune.md`` and Optuna's plots.
+``trials/trial-NNNN/seed-S/`` (a run directory per seed), ``best.toml`` (the best trial's
+config: ``augkit train best.toml`` trains the winner; ``augkit compare --tuned
+VARIANT=best.toml`` compares it), ``best.json``, ``tune.md`` and Optuna's plots.
 """
 
 from __future__ import annotations
@@ -249,7 +249,8 @@ def _open_study(
     if resume:
         before = study.user_attrs.get("fingerprint")
         if before != fingerprint:
-            changed = [k for k in ("config", "space", "seeds") if (before or {}).get(k) != fingerprint[k]]
+            names = {"config": "config", "space": "space", "seeds": "set of seeds"}
+            changed = [names[k] for k in names if (before or {}).get(k) != fingerprint[k]]
             raise ConfigError(
                 f"--resume: the study in {str(db)!r} was run with another {' and '.join(changed)}; "
                 "resume with the same config (only --trials and --timeout may change), or use --overwrite"
