@@ -118,7 +118,7 @@ def budget_section(budgets: Mapping[str, Mapping[str, Any]], warnings: Sequence[
                      f"tuned: {b['trials']} trials × {len(tuning)} seeds ({', '.join(map(str, tuning))}) = {b['runs']} runs")
             text = f"{spent}; the tuned config tested over {b['seeds']} seeds ({seeds[0]}..{seeds[-1]})"
         else:
-            text = f"{b['candidates']} candidates × {b['seeds']} seeds = {b['runs']} runs"
+            text = f"{b['candidates']} candidate{_s(b['candidates'])} × {b['seeds']} seeds = {b['runs']} runs"
         keys = "unknown" if b["keys"] is None else (", ".join(f"`{k}`" for k in b["keys"]) or "none")
         lines.append(f"| {variant} | {text} | {keys} |")
     lines += [""] + [f"> warning: {w}." for w in warnings]
@@ -222,3 +222,7 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -86,7 +86,7 @@ def _write_trained(config: TrainConfig, result: TrainResult, validation: Mapping
         f"# Run `{config.name}`",
         "",
         f"A candidate of a comparison or study (`augkit compare`, `augkit tune`): steps {training['steps']} "
-        f"({training['epochs']} epochs), training time {training['seconds']:.1f} s.",
+        f"({training['epochs']} epoch{'' if training['epochs'] == 1 else 's'}), training time {training['seconds']:.1f} s.",
         "",
         f"Best validation `{validation['monitor']}` = {validation['score']:.4f} at epoch {validation['epoch']} "
         "(`best.pt`). The test split is not read here: only the candidate each variant chooses on validation is "
