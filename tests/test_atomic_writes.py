@@ -271,13 +271,14 @@ def fake_compare(monkeypatch) -> None:
     def fit(config, dataset, *, on_existing):
         return {"monitor": config.eval.monitor, "score": 0.1, "epoch": 1, "step": 1, "model": metrics(0.1)}
 
-    def evaluate_chosen(config, dataset, *, readings):
+    def evaluate_chosen(config, dataset, *, readings, popular=None):
         score = 0.1 + 0.01 * config.seed + (0.05 if config.ssl.alpha else 0)
         out = {r: {"model": metrics(score), "top_popular": metrics(0.01)} for r in readings}
         return out | {"norms": {f"decile_{d}": 1.0 for d in range(10)} | {"cold": 0.5}}
 
     monkeypatch.setattr(compare_module, "fit", fit)
     monkeypatch.setattr(compare_module, "evaluate_chosen", evaluate_chosen)
+    monkeypatch.setattr(compare_module, "write_tested", lambda *args, **kwargs: None)  # no run files to rewrite
 
 
 @pytest.mark.parametrize("interrupted", ["compare.json", "compare.md"])

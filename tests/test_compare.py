@@ -105,7 +105,7 @@ def test_paired_lift_interval_and_marks():
 
 # -- the protocol -----------------------------------------------------------------------------
 def _fake(monkeypatch, validation_score, test_score):
-    """compare.fit / evaluate_chosen replaced: validation and test scores by run name."""
+    """compare.fit / evaluate_chosen / write_tested replaced: validation and test scores by run name."""
     calls = {"fit": [], "test": []}
 
     def metrics(score):
@@ -118,13 +118,14 @@ def _fake(monkeypatch, validation_score, test_score):
         return {"monitor": config.eval.monitor, "score": validation_score(config.name), "epoch": 1, "step": 1,
                 "model": metrics(validation_score(config.name))}
 
-    def evaluate_chosen(config, dataset, *, readings):
+    def evaluate_chosen(config, dataset, *, readings, popular=None):
         calls["test"].append(config.name)
         out = {r: {"model": metrics(test_score(config.name)), "top_popular": metrics(0.01)} for r in readings}
         return out | {"norms": {f"decile_{d}": 1.0 for d in range(10)} | {"cold": 0.5}}
 
     monkeypatch.setattr(compare_module, "fit", fit)
     monkeypatch.setattr(compare_module, "evaluate_chosen", evaluate_chosen)
+    monkeypatch.setattr(compare_module, "write_tested", lambda config, tested, reading, *, comparison: None)
     return calls
 
 
@@ -179,7 +180,13 @@ def test_a_real_comparison_selects_on_validation_and_tests_both_readings(tmp_pat
     assert len(runs) == 2 and set(runs[0]) == {"default", "trained", "norms"}
     cold = [run[r]["model"]["cold"]["recall@50"] for run in runs for r in ("default", "trained")]
     assert all(value is not None for value in cold)
-    assert not (tmp_path / "runs" / "default-cfm-a3-s0" / "metrics.json").exists()  # no test metrics per run
+    # Every run has a normal run's files; only the chosen ones hold test metrics.
+    for candidate in record["candidates"]:
+        for seed in (0, 1):
+            name = f"default-{candidate['variant']}" + (f"-a{candidate['alpha']:g}" if candidate["alpha"] else "") + f"-s{seed}"
+            metrics = json.loads((tmp_path / "runs" / name / "metrics.json").read_text())
+            assert metrics["validation"]["score"] == candidate["validation"][seed]["score"]
+            assert ("model" in metrics) == (candidate["label"] in record["chosen"].values())
 
 
 def test_compare_resume_continues_a_killed_comparison(tmp_path):

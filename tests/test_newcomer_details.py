@@ -177,9 +177,9 @@ class _Study:
 
 def test_the_tune_page_carries_a_caveat_under_ten_trials():
     plots = {"param_importances.png": "Parameter importances (fANOVA)"}
-    few = tune_page(_Study(3), "n", "cfm", "valid/all/recall@50", 0, ["optim.lr"], plots, complete=3, failed=0)
+    few = tune_page(_Study(3), "n", "cfm", "valid/all/recall@50", (0,), ["optim.lr"], plots, complete=3, failed=0)
     assert "> note: the parameter importances are from 3 trials, fewer than 10: a rough guide" in few
-    enough = tune_page(_Study(FEW_TRIALS), "n", "cfm", "valid/all/recall@50", 0, ["optim.lr"], plots,
+    enough = tune_page(_Study(FEW_TRIALS), "n", "cfm", "valid/all/recall@50", (0,), ["optim.lr"], plots,
                        complete=FEW_TRIALS, failed=0)
     assert "> note" not in enough and few_trials_caveat(FEW_TRIALS) == ""
 
@@ -217,7 +217,7 @@ def test_a_data_warning_is_printed_once_across_a_two_trial_tune(tmp_path, monkey
     assert result.exit_code == 0, result.output
     warning = "no row for 1 of the 12 logged items; they lack its feature 'genres'"
     assert result.output.count(warning) == 1, result.output
-    assert result.output.count("data 'tables': 24 users") == 2  # the rest of each run's summary stays
+    assert result.output.count("data 'tables': 24 users") == 2 * 3  # each run's summary stays: 2 trials x 3 seeds
 
 
 def test_each_command_starts_with_no_warning_shown(capsys):

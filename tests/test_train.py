@@ -121,8 +121,9 @@ def test_config_round_trips_through_toml():
 def test_variants_switch_the_right_parts_on(tmp_path):
     base = small(tmp_path)
     parts = {v: build_run(variant_config(base, v, 0)) for v in ("baseline", "fd", "so", "rfm", "cfm")}
-    assert parts["baseline"].ssl_loss is None and parts["baseline"].feature_dropout is None
-    assert parts["fd"].feature_dropout is not None and parts["fd"].ssl_loss is None
+    # Every variant masks item_id in the main task (the default embedding cold items are served with); FD every feature.
+    assert parts["baseline"].ssl_loss is None and parts["baseline"].feature_dropout.features == ("item_id",)
+    assert parts["fd"].feature_dropout.features is None and parts["fd"].ssl_loss is None
     assert parts["so"].spread_out is not None
     assert parts["rfm"].augmentation.pair.name == "complementary"
     assert parts["cfm"].augmentation.pair.name == "cfm"

@@ -9,7 +9,7 @@ import click
 
 from augkit.cli.common import on_existing, settings_from, show_progress_lines
 from augkit.experiments.compare import run_compare
-from augkit.experiments.spec import check_tuned, compare_spec, parse_defines, parse_grid
+from augkit.experiments.spec import check_tuned, compare_spec, parse_defines, parse_grid, read_tuned_budget
 from augkit.experiments.tune import run_tune
 from augkit.experiments.variants import VARIANTS
 from augkit.train import load_config
@@ -38,7 +38,7 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tup
 )
 @click.option(
     "--grid", "grid", multiple=True, metavar="[VARIANT:]KEY=V1,V2",
-    help="Also search config KEY over these values, for every variant or only VARIANT (repeatable).",
+    help="Also search config KEY over these values, for every variant (defined ones too) or only VARIANT (repeatable).",
 )
 @click.option(
     "--tuned", "tuned", multiple=True, metavar="VARIANT=BEST_TOML",
@@ -53,7 +53,7 @@ def _parse_floats(ctx: click.Context, param: click.Parameter, value: str) -> tup
     help="Check a lift on the page, e.g. cfm:tail/recall@50>=+10 (repeatable).",
 )
 @click.option("--resume", is_flag=True, help="Continue runs that have a checkpoint; finished runs are only reloaded.")
-@click.option("--overwrite", is_flag=True, help="Replace the results of earlier runs of the comparison.")
+@click.option("--overwrite", is_flag=True, help="Replace the results of earlier runs of the comparison, and its page.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Set a key of the base config (repeatable).")
 def compare(
     config: Path | None,
@@ -77,7 +77,7 @@ def compare(
     if not all(names):
         raise click.BadParameter(f"an empty variant name in {variants!r}; give names separated by commas", param_hint="--variants")
     names += [name for name in defined if name not in names]
-    configs = {}
+    configs, budgets = {}, {}
     for item in tuned:
         variant, equals, path = item.partition("=")
         if not equals or not variant.strip() or not path.strip():
@@ -85,10 +85,11 @@ def compare(
                                      param_hint="--tuned")
         configs[variant.strip()] = load_config(path.strip())
         check_tuned(settings, variant.strip(), configs[variant.strip()], path.strip())
+        budgets[variant.strip()] = read_tuned_budget(path.strip())
     show_progress_lines()
     spec = compare_spec(
         settings, names, seeds, alphas=alphas, grid=parse_grid(grid, [*VARIANTS, *defined]), tuned=configs,
-        defined=defined, targets=targets,
+        defined=defined, targets=targets, tuned_budgets=budgets,
     )
     out = run_compare(spec, on_existing=on_existing(resume, overwrite))
     click.echo((out / "compare.md").read_text(encoding="utf-8"))

@@ -15,9 +15,14 @@ a fair protocol.
    paired differences, the paired t-test and the exact Wilcoxon signed-rank test; a lift whose
    paired t-test gives p < `SIGNIFICANCE` is marked † (`augkit.experiments.stats`).
 
-The page and plots are made by `augkit.experiments.report` and `augkit.experiments.plots`; every
-file is written under a temporary name and renamed into place (`augkit.atomic`), so an
-interrupted comparison leaves each earlier result file whole.
+Every run directory holds the files of a normal run (`augkit.experiments.training`); on resume a
+finished run is reloaded from them, not retrained nor rewritten. Log lines say which run of how
+many is training or reloaded, how long each took and about how long the rest will take, in
+training and in testing (`augkit.experiments.progress`). A comparison directory that holds a
+page already is refused unless resumed or overwritten. The page and plots are made by
+`augkit.experiments.report` and `augkit.experiments.plots`; every file is written under a
+temporary name and renamed into place (`augkit.atomic`), so an interrupted comparison leaves
+each earlier result file whole.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ from typing import Any
 from augkit import atomic
 from augkit.errors import RunDirectoryError
 from augkit.experiments.plots import compare_plots
+from augkit.experiments.progress import Counter
 from augkit.experiments.report import compare_page
-from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target
-from augkit.experiments.stats import SIGNIFICANCE, mean_ci, paired, scipy_stats, summarise
-from augkit.experiments.training import COLD, READINGS, evaluate_chosen, fit
+from augkit.experiments.spec import COMPARE_KS, COMPARE_SLICES, CompareSpec, Target, budget_warnings
+from augkit.experiments.stats import NEAR_ZERO, SIGNIFICANCE, mean_ci, paired, scipy_stats, summarise
+from augkit.experiments.training import COLD, READINGS, evaluate_chosen, fit, reload, write_tested
 from augkit.train.config import config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
 from augkit.train.run import build_augmentation, load_dataset
-from augkit.train.rundir import OnExisting
+from augkit.train.rundir import OnExisting, check_on_existing
 from augkit.train.writing import writing
 
 log = logging.getLogger("augkit.train")
@@ -67,11 +73,12 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     candidate on validation, test the chosen ones once, and write ``<output_dir>/<name>-compare/``
     (compare.md, compare.json and the plots); see the module. `on_existing`: ``"resume"``, runs
     with a checkpoint continue from it (a finished run is only reloaded); ``"overwrite"``
-    replaces earlier runs; ``"refuse"``, a run directory holding results is an error."""
+    replaces earlier runs and the page; ``"refuse"``, a run directory holding results, or a
+    comparison directory holding a page, is an error."""
     scipy_stats()  # the statistics need SciPy: ask for it before anything trains
     base = spec.base
     out = Path(base.output_dir) / f"{base.name}-compare"
-    check_result_directory(out)  # before anything trains
+    check_result_directory(out, check_on_existing(on_existing))  # before anything trains
     dataset = load_dataset(base)
     for _, config in spec.first_runs():  # a bad augmentation fails before any training
         if config.ssl.alpha > 0:
@@ -79,12 +86,21 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     pool, seed_list = spec.pool, list(spec.seeds)
     # 1. selection: validation only
     validation: dict[str, list[dict[str, Any]]] = {}
-    for variant in spec.variants:
-        for candidate in pool[variant]:
-            for seed in seed_list:
-                config = candidate.config(base, seed)
-                log.info("compare: training %s (seed %d)", candidate.label, seed)
-                validation.setdefault(candidate.label, []).append(fit(config, dataset, on_existing=on_existing))
+    seconds: dict[str, list[float | None]] = {}
+    planned = [(candidate, seed) for variant in spec.variants for candidate in pool[variant] for seed in seed_list]
+    counter = Counter("run", len(planned))
+    for candidate, seed in planned:
+        config = candidate.config(base, seed)
+        what = f"{candidate.label} (seed {seed}) in {config.run_dir}"
+        finished = reload(config) if on_existing == "resume" else None
+        if finished is not None:
+            counter.skip(f"reloaded {what}: it finished earlier, its files are left as they are")
+        else:
+            counter.start(f"training {what}")
+            finished = fit(config, dataset, on_existing=on_existing)
+            counter.done(f"training {candidate.label} (seed {seed})")
+        seconds.setdefault(candidate.label, []).append(finished.get("seconds"))
+        validation.setdefault(candidate.label, []).append({k: finished[k] for k in ("monitor", "score", "epoch", "step", "model")})
     scores = {label: mean_ci([run["score"] for run in runs]) for label, runs in validation.items()}
     chosen: dict[str, str] = {}
     for variant in spec.variants:
@@ -99,10 +115,18 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     main_reading = base.eval.unseen_ids
     other = next(r for r in READINGS if r != main_reading)
     tested: dict[str, list[dict[str, Any]]] = {}
+    popular: dict[int, dict[str, Any]] = {}  # TopPopular depends on the seed's split only
+    counter = Counter("test", len(spec.variants) * len(seed_list))
     for variant in spec.variants:
         label = chosen[variant]
         for seed in seed_list:
-            tested.setdefault(label, []).append(evaluate_chosen(by_label[label].config(base, seed), dataset, readings=(main_reading, other)))
+            config = by_label[label].config(base, seed)
+            counter.start(f"testing {label} (seed {seed}), both readings of unseen ids")
+            result = evaluate_chosen(config, dataset, readings=(main_reading, other), popular=popular.get(seed))
+            popular.setdefault(seed, result[main_reading]["top_popular"])
+            tested.setdefault(label, []).append(result)
+            write_tested(config, result, main_reading, comparison=str(out))
+            counter.done(f"testing {label} (seed {seed})")
 
     # 3. statistics
     ks = [k for k in COMPARE_KS if k in base.eval.ks] or list(base.eval.ks[:2])
@@ -121,6 +145,7 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
                      [f"{DECILE_PREFIX}{d}" for d in range(10)] + [COLD]} for label in chosen.values()}
     checked = check_targets(spec.targets, chosen, lifts[main_reading])
     budget = {v: len(pool[v]) for v in spec.variants}
+    budgets = spec.budgets()
 
     with writing(out):  # a full disk or a directory made read-only meanwhile: named
         out.mkdir(parents=True, exist_ok=True)
@@ -134,13 +159,17 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
             "main_reading": main_reading,
             "other_reading": other,
             "significance": SIGNIFICANCE,
+            "near_zero": NEAR_ZERO,
             "interval": "95% Student t over seeds",
         },
         "alphas": list(spec.alphas),
         "grid": {k: {kk: list(vv) for kk, vv in v.items()} for k, v in spec.grid.items()},
         "defined": {name: {"variant": d.variant, "fixed": dict(d.fixed)} for name, d in spec.defined.items()},
         "budget": budget,
-        "candidates": [c.describe() | {"validation": validation[c.label], "selection_score": scores[c.label].as_dict()}
+        "budgets": budgets,
+        "budget_warnings": budget_warnings(budgets),
+        "candidates": [c.describe() | {"validation": validation[c.label], "selection_score": scores[c.label].as_dict(),
+                                       "training_seconds": seconds[c.label]}
                        for cs in pool.values() for c in cs],
         "chosen": chosen,
         "test": tested,
@@ -158,14 +187,21 @@ def run_compare(spec: CompareSpec, *, on_existing: OnExisting = "refuse") -> Pat
     return out
 
 
-def check_result_directory(out: Path) -> None:
+def check_result_directory(out: Path, on_existing: OnExisting = "refuse") -> None:
     """`RunDirectoryError` if the comparison's directory `out` is not a directory or cannot be
-    written: said before anything trains, not after."""
+    written, or (with ``"refuse"``) holds the page of an earlier comparison: said before
+    anything trains, not after."""
     if out.exists() and not out.is_dir():
         raise RunDirectoryError(f"comparison directory {str(out)!r} is not a directory; move it away, or set another name (--set name=...)")
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         raise RunDirectoryError(
             f"comparison directory {str(out)!r} is read-only; make it writable, or set another name (--set name=...)"
+        )
+    found = [name for name in ("compare.md", "compare.json") if (out / name).exists()]
+    if found and on_existing == "refuse":
+        raise RunDirectoryError(
+            f"comparison directory {str(out)!r} holds an earlier comparison ({', '.join(found)}); continue it with "
+            "--resume, replace it with --overwrite, or set another name (--set name=...)"
         )
 
 

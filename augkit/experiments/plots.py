@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,20 @@ from augkit.experiments.training import COLD
 from augkit.train.evaluation import DECILE_PREFIX
 
 log = logging.getLogger("augkit.train")
+
+COLOURS = {"baseline": "tab:blue", "fd": "tab:purple", "so": "tab:brown", "rfm": "tab:green", "cfm": "tab:orange",
+           "TopPopular": "tab:gray"}
+"""Each built-in variant's colour in every plot, whatever the rows' order."""
+LINE_STYLES = ("-", "--", "-.", ":")
+"""Line styles of one variant's several lines in the alpha curves (a line per grid point)."""
+OTHER_COLOURS = ("tab:red", "tab:pink", "tab:olive", "tab:cyan", "black", "gold", "navy", "teal")
+"""The colours of defined variants, each picked by a hash of its name (`colour`)."""
+
+
+def colour(variant: str) -> str:
+    """The colour of `variant` in every plot: `COLOURS` for the built-ins and TopPopular, else
+    one of `OTHER_COLOURS` chosen by the name's CRC-32, the same in every comparison."""
+    return COLOURS.get(variant) or OTHER_COLOURS[zlib.crc32(variant.encode()) % len(OTHER_COLOURS)]
 
 
 def _figure(size: tuple[float, float] = (7.5, 4.2)) -> tuple[Figure, Any]:
@@ -52,8 +67,10 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
                   seeds: int) -> dict[str, str]:
     """The comparison `name`'s plots in `out`: test Recall@`k` and its lift per popularity decile
     (with the cold items), the validation `monitor` against alpha (where a variant has several
-    alphas) and the ``item_id`` embedding norms; ``{file: title}``."""
+    alphas) and the ``item_id`` embedding norms; ``{file: title}``. Each variant has its
+    `colour` in every plot."""
     plots = {}
+    variant_of = {label: variant for variant, label in chosen.items()} | {"TopPopular": "TopPopular"}
     deciles = [f"{DECILE_PREFIX}{d}/recall@{k}" for d in range(10)]
     cold = f"{COLD}/recall@{k}"
     xs, cold_x = list(range(1, 11)), 11.5
@@ -62,8 +79,9 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
     figure, axes = _figure()
     for label in [*chosen.values(), "TopPopular"]:
         row = summary[label]
-        line = _errorbar(axes, xs, [row[key] for key in deciles], marker="o", label=label)
-        _errorbar(axes, [cold_x], [row[cold]], marker="s", color=line[0].get_color())
+        tint = colour(variant_of[label])
+        _errorbar(axes, xs, [row[key] for key in deciles], marker="o", label=label, color=tint)
+        _errorbar(axes, [cold_x], [row[cold]], marker="s", color=tint)
     axes.set_xticks(*ticks)
     axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
     axes.set_ylabel(f"Recall@{k}")
@@ -77,7 +95,7 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
         stats = [None if row[key] is None or row[key]["lift"] is None else
                  {"mean": 100 * row[key]["lift"], "ci": None if row[key]["lift_ci"] is None else 100 * row[key]["lift_ci"]}
                  for key in [*deciles, cold]]
-        _errorbar(axes, [*xs, cold_x], stats, marker="o", label=label)
+        _errorbar(axes, [*xs, cold_x], stats, marker="o", label=label, color=colour(variant_of[label]))
     axes.set_xticks(*ticks)
     axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
     axes.set_ylabel(f"lift of Recall@{k} over the baseline (%)")
@@ -92,12 +110,14 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
             groups: dict[str, list[Candidate]] = {}
             for c in cs:
                 groups.setdefault(json.dumps(c.changes, sort_keys=True, default=str), []).append(c)
-            for changes, group in groups.items():
+            for index, (changes, group) in enumerate(groups.items()):  # one colour per variant, a line style per grid point
                 group = sorted(group, key=lambda c: c.alpha or 0)
                 stats = [mean_ci([r["score"] for r in validation[c.label]]).as_dict() for c in group]
                 suffix = "" if changes == "{}" else f" {changes}"
-                _errorbar(axes, [c.alpha for c in group], stats, marker="o", label=f"{variant}{suffix}")
-        axes.axhline(mean_ci([r["score"] for r in validation[chosen["baseline"]]]).mean, color="gray", linestyle="--", label="baseline (chosen)")
+                _errorbar(axes, [c.alpha for c in group], stats, marker="o", label=f"{variant}{suffix}", color=colour(variant),
+                          linestyle=LINE_STYLES[index % len(LINE_STYLES)])
+        axes.axhline(mean_ci([r["score"] for r in validation[chosen["baseline"]]]).mean, color=colour("baseline"), linestyle=":",
+                     label="baseline (chosen)")
         axes.set_xscale("log")
         axes.set_xlabel("alpha")
         axes.set_ylabel(f"validation {monitor}")
@@ -109,8 +129,9 @@ def compare_plots(out: Path, name: str, monitor: str, summary: Mapping[str, Any]
         figure, axes = _figure()
         names = [f"{DECILE_PREFIX}{d}" for d in range(10)]
         for label, row in norms.items():
-            line = axes.plot(xs, [math.nan if row[n] is None else row[n] for n in names], marker="o", label=label)
-            axes.plot([cold_x], [math.nan if row[COLD] is None else row[COLD]], marker="s", color=line[0].get_color())
+            tint = colour(variant_of[label])
+            axes.plot(xs, [math.nan if row[n] is None else row[n] for n in names], marker="o", label=label, color=tint)
+            axes.plot([cold_x], [math.nan if row[COLD] is None else row[COLD]], marker="s", color=tint)
         axes.set_xticks(*ticks)
         axes.set_xlabel("item popularity decile (1 = most clicked in training), and cold items")
         axes.set_ylabel("mean norm of the item_id embedding")

@@ -7,17 +7,29 @@ The command-line forms are read here too (`parse_grid`, `parse_defines`, `parse_
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from augkit.errors import ConfigError, UnknownNameError
-from augkit.experiments.variants import VARIANTS, WEIGHTED_VARIANTS, variant_config, variant_label, variant_overrides
+from augkit.experiments.variants import (
+    ALPHA,
+    VARIANTS,
+    WEIGHTED_VARIANTS,
+    is_shared_key,
+    id_dropout,
+    variant_config,
+    variant_label,
+    variant_overrides,
+)
 from augkit.train.config import TrainConfig, config_to_dict
 from augkit.train.evaluation import DECILE_PREFIX
+from augkit.train.run import ITEM_ID_FEATURE
 
 DEFAULT_SEEDS = 5
 COMPARE_SLICES = ("head", "tail", "cold", "all")
@@ -175,6 +187,14 @@ def check_tuned(base: TrainConfig, variant: str, tuned: TrainConfig, source: str
             f"--tuned {variant}={source}: its {', '.join(differing)} differ from the base config's; a tuned "
             "config must be tuned on the same data, evaluation and epochs (tune it from the same config)"
         )
+    masks = tuned.main.item_augmentation()
+    features = (masks or {}).get("params", {}).get("features")
+    if masks is None or (features is not None and ITEM_ID_FEATURE not in features):
+        raise ConfigError(
+            f"--tuned {variant}={source}: its main task never masks item_id, so the default embedding cold items "
+            f"are served with stays untrained, unlike every other variant's (main.augmentation = {id_dropout()}); "
+            "it was tuned by an earlier augkit: tune it again"
+        )
 
 
 # -- candidates -------------------------------------------------------------------------------
@@ -273,10 +293,80 @@ class CompareSpec:
     defined: Mapping[str, DefinedVariant]
     targets: tuple[Target, ...]
     pool: Mapping[str, Sequence[Candidate]]
+    tuned_budgets: Mapping[str, Mapping[str, Any] | None] = attrs.field(factory=dict)
+    """Each tuned variant's study budget (`read_tuned_budget`; None where unknown)."""
 
     def first_runs(self) -> list[tuple[Candidate, TrainConfig]]:
         """Every candidate with its config for the first seed."""
         return [(c, c.config(self.base, self.seeds[0])) for cs in self.pool.values() for c in cs]
+
+    def budgets(self) -> dict[str, dict[str, Any]]:
+        """Each variant's search budget: ``{"how": "grid" or "tuned", "candidates", "seeds",
+        "runs", "keys"}`` (`keys`: those searched over more than one value, `ALPHA` for the
+        weights of ``--alphas``), and for a tuned variant its study's ``"trials"``,
+        ``"tuning_seeds"`` and ``"runs"`` (trials × seeds; None where the study is unknown)."""
+        out = {}
+        for variant in self.variants:
+            cands = self.pool[variant]
+            if variant in self.tuned:
+                study = self.tuned_budgets.get(variant) or {}
+                trials, seeds = study.get("trials"), study.get("seeds")
+                out[variant] = {"how": "tuned", "candidates": 1, "seeds": len(self.seeds), "trials": trials,
+                                "tuning_seeds": seeds, "runs": None if trials is None or seeds is None else trials * len(seeds),
+                                "keys": study.get("keys")}
+                continue
+            keys = [key for key in dict.fromkeys(k for c in cands for k in c.changes)
+                    if len({repr(c.changes[key]) for c in cands}) > 1]
+            if len({c.alpha for c in cands} - {None}) > 1:
+                keys.insert(0, ALPHA)
+            out[variant] = {"how": "grid", "candidates": len(cands), "seeds": len(self.seeds),
+                            "runs": len(cands) * len(self.seeds), "keys": keys}
+        return out
+
+
+def budget_warnings(budgets: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What makes the `budgets` (`CompareSpec.budgets`) unequal, one sentence each: a shared
+    key (`augkit.experiments.variants.is_shared_key`) searched by some variants and not others,
+    a different number of runs, grid against tuned, a study whose budget is unknown."""
+    warnings = []
+    hows = {b["how"] for b in budgets.values()}
+    if len(hows) > 1:
+        warnings.append("some variants were tuned and others searched a grid: their budgets are not alike; "
+                        "tune every variant, or give every variant the same grid")
+    unknown = [v for v, b in budgets.items() if b["keys"] is None]
+    if unknown:
+        warnings.append(f"the study budget of {', '.join(unknown)} is unknown (no best.json beside its best.toml)")
+    shared = list(dict.fromkeys(k for b in budgets.values() for k in b["keys"] or () if is_shared_key(k)))
+    for key in shared:
+        by = [v for v, b in budgets.items() if key in (b["keys"] or ())]
+        missing = [v for v, b in budgets.items() if b["keys"] is not None and v not in by]
+        if missing:
+            warnings.append(f"`{key}` was searched by {', '.join(by)} but not by {', '.join(missing)}, "
+                            "so the variants did not search the same shared settings")
+    runs = {v: b["runs"] for v, b in budgets.items() if b["runs"] is not None}
+    if len(set(runs.values())) > 1:
+        warnings.append("the variants had different budgets: " + ", ".join(f"{v} {n} runs" for v, n in runs.items()))
+    return warnings
+
+
+def read_tuned_budget(best_toml: str | Path) -> dict[str, Any] | None:
+    """The budget of the study that wrote `best_toml`, from the ``best.json`` beside it:
+    ``{"trials", "seeds": [tuning seeds], "keys": [searched keys]}``; None without that file.
+    A study of an earlier augkit, which recorded no seeds, was scored on the config's seed."""
+    path = Path(best_toml).parent / "best.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict) or "space" not in summary:
+        return None
+    trials = summary.get("trials", {})
+    seeds = summary.get("seeds")
+    if seeds is None:
+        seeds = [tomllib.loads(Path(best_toml).read_text(encoding="utf-8")).get("seed", 0)]
+    budget = summary.get("budget") or {}
+    return {"trials": budget.get("trials", trials.get("complete", 0) + trials.get("failed", 0)),
+            "seeds": list(seeds), "keys": list(summary["space"])}
 
 
 def compare_spec(
@@ -289,6 +379,7 @@ def compare_spec(
     tuned: Mapping[str, TrainConfig] | None = None,
     defined: Mapping[str, DefinedVariant] | None = None,
     targets: Sequence[str] = (),
+    tuned_budgets: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> CompareSpec:
     """The spec of a comparison of `variants` (built-ins and names of `defined`, ``baseline``
     among them) over seeds ``base.seed .. base.seed + seeds - 1``; every name, target and
@@ -299,7 +390,9 @@ def compare_spec(
     (`parse_grid`): more keys searched for every variant (``"*"``) or one; `tuned`:
     ``{variant: config}`` from ``augkit tune``, that variant's only candidate; `defined`
     (`parse_defines`): variants of their own built from a built-in with fixed keys; `targets`
-    (`parse_target`'s form), checked on the page."""
+    (`parse_target`'s form), checked on the page; `tuned_budgets`: ``{variant:
+    read_tuned_budget(best.toml)}``, stated on the page, whose tuning seeds must be disjoint from
+    the comparison's."""
     if base.data.valid_fraction <= 0:
         raise ConfigError("compare selects on the validation split: data.valid_fraction must be > 0")
     if "baseline" not in variants:
@@ -316,19 +409,38 @@ def compare_spec(
     for name in tuned:
         if name not in variants:
             raise ConfigError(f"--tuned {name}: {name!r} is not among the variants {list(variants)}")
+    if tuned and (grid or {}).get("*"):
+        key = next(iter(grid["*"]))
+        raise ConfigError(
+            f"--grid {key}=... applies to every variant, but {', '.join(tuned)} {'is' if len(tuned) == 1 else 'are'} "
+            "--tuned (its config is its only candidate); tune every variant, or name the variants the grid is for "
+            f"(--grid VARIANT:{key}=...)"
+        )
+    seed_range = range(base.seed, base.seed + seeds)
+    tuned_budgets = dict(tuned_budgets or {})
+    for name, budget in tuned_budgets.items():
+        overlap = sorted(set(seed_range) & set((budget or {}).get("seeds") or ()))
+        if overlap:
+            raise ConfigError(
+                f"--tuned {name}: its study was scored on seeds {budget['seeds']}, and the comparison tests on "
+                f"seeds {seed_range.start}..{seed_range.stop - 1}, which share {overlap}; the test seeds must be ones "
+                "the study never saw: tune it again (augkit tune scores trials on seeds from seed + 100), or move "
+                "the comparison's seeds (--set seed=...)"
+            )
     parsed_targets = tuple(parse_target(t, known) for t in targets)
     for target in parsed_targets:
         _check_target_key(target, base)
     spec = CompareSpec(
         base=base,
         variants=tuple(variants),
-        seeds=tuple(range(base.seed, base.seed + seeds)),
+        seeds=tuple(seed_range),
         alphas=alphas,
         grid=grid or {},
         tuned=tuned,
         defined=defined,
         targets=parsed_targets,
         pool={v: candidates(base, v, alphas, grid, tuned.get(v), defined) for v in variants},
+        tuned_budgets=tuned_budgets,
     )
     _check_distinct(spec.first_runs())
     return spec

@@ -20,6 +20,27 @@ from augkit.errors import ConfigError
 
 SIGNIFICANCE = 0.05
 """A lift is marked † when the paired t-test against the baseline gives p below this."""
+NEAR_ZERO = 1e-3
+"""A baseline mean below this is near zero: a percent lift over it is noise (``+1170%`` over a
+Recall of 0.0009), so `paired` gives the absolute difference only (``"lift"`` None)."""
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as printed beside a lift: three decimals from 0.1 (``0.310``), three significant
+    digits below (``0.0625``), more where needed to be on the same side of `SIGNIFICANCE` as the
+    value itself (``0.0496``, never ``0.050``, for p = 0.0496), so that the number and the †
+    agree; ``<0.001`` below 0.001; ``n/a`` for None."""
+    if p is None:
+        return "n/a"
+    if p < 0.001:
+        return "<0.001"
+    if p >= 0.1:
+        return f"{p:.3f}"
+    for digits in range(3, 7):
+        text = f"{p:#.{digits}g}"
+        if (float(text) < SIGNIFICANCE) == (p < SIGNIFICANCE):
+            return text
+    return f"<{SIGNIFICANCE:g}" if p < SIGNIFICANCE else f"{p:#.6g}"
 
 
 def scipy_stats() -> Any:
@@ -116,9 +137,10 @@ def summarise(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], *, which: 
 
 
 def paired(method: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
-    """Against the baseline on the same seeds (run i of each is seed i): per key, the mean paired
-    difference with its 95% interval, the lift (difference over the baseline's mean) with that
-    interval scaled, the paired t-test and Wilcoxon p-values, and whether p_t < `SIGNIFICANCE`."""
+    """Against the baseline on the same seeds (run i of each is seed i): per key, the baseline's
+    mean (``"base"``), the mean paired difference with its 95% interval, the lift (difference
+    over the baseline's mean) with that interval scaled (None when the baseline's mean is below
+    `NEAR_ZERO`), the paired t-test and Wilcoxon p-values, and whether p_t < `SIGNIFICANCE`."""
     out: dict[str, Any] = {}
     for key in keys:
         pairs = [(a, b) for m, s in zip(method, baseline)
@@ -129,10 +151,11 @@ def paired(method: Sequence[Mapping[str, Any]], baseline: Sequence[Mapping[str, 
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]
         diff = mean_ci([x - y for x, y in pairs])
         base_mean = sum(b) / len(b)
-        scale = 1 / base_mean if base_mean > 0 else None
+        scale = 1 / base_mean if base_mean >= NEAR_ZERO else None
         p_t = paired_t_test(a, b)
         out[key] = {
             "n": len(pairs),
+            "base": base_mean,
             "diff": diff.mean,
             "diff_ci": diff.half_width,
             "lift": None if scale is None else diff.mean * scale,

@@ -21,13 +21,14 @@ an integer range where the key holds an integer, else a float range; ``{choices 
 takes strings, numbers or booleans. The table is read with the rest of the config, into
 `augkit.train.config.TuneConfig`. A variant that neither table names gets its default space,
 `augkit.experiments.variants.DEFAULT_SPACES`. The objective is the config's ``eval.monitor`` on
-validation (the best epoch's, as ``best.pt`` keeps it), one seed (the config's) for every
-trial: the test split is never read.
+validation (the best epoch's, as ``best.pt`` keeps it), averaged over ``[tune] seeds`` seeds
+(default 3): `tuning_seeds`, ``seed + TUNE_SEED_OFFSET`` on, so that they are disjoint from the
+seeds ``augkit compare`` tests on (``seed`` to ``seed + 4``). The test split is never read.
 
-The study lives in ``<output_dir>/<name>-tune-<variant>/``: ``study.db``, ``trials/trial-NNNN/``
-(run directories), ``best.toml`` (the best trial's config: ``augkit train best.toml`` trains
-the winner; ``augkit compare --tuned VARIANT=best.toml`` compares it), ``best.json``,
-``tune.md`` and Optuna's plots.
+The study lives in ``<output_dir>/<name>-tune-<variant>/``: ``study.db``,
+``trials/trial-NNNN/seed-S/`` (a run directory per seed), ``best.toml`` (the best trial's
+config: ``augkit train best.toml`` trains the winner; ``augkit compare --tuned
+VARIANT=best.toml`` compares it), ``best.json``, ``tune.md`` and Optuna's plots.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import math
 import os
 import shutil
 import sqlite3
+import statistics
+import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,6 +52,7 @@ import attrs
 from augkit import atomic
 from augkit.errors import AugkitError, ConfigError, RunDirectoryError, StudyError, TrainingError
 from augkit.experiments.plots import tune_plots
+from augkit.experiments.progress import duration, time_left
 from augkit.experiments.report import tune_page
 from augkit.experiments.training import fit
 from augkit.experiments.variants import DEFAULT_SPACES, set_path, variant_config, variant_overrides
@@ -60,8 +64,18 @@ from augkit.train.run import load_dataset
 log = logging.getLogger("augkit.train")
 
 STUDY_DB = "study.db"
+TUNE_SEED_OFFSET = 100
+"""A trial's seeds start at the config's seed plus this, past the seeds ``augkit compare`` tests
+on (the config's seed and the next four by default), so tuning never sees a test split."""
 OPTUNA_TABLES = frozenset({"studies", "trials", "version_info"})
 """Tables every Optuna SQLite study has; a database without them is not a study."""
+
+
+def tuning_seeds(base: TrainConfig) -> tuple[int, ...]:
+    """The seeds every trial is trained with: ``[tune] seeds`` of them (default 3), from
+    ``base.seed + TUNE_SEED_OFFSET``."""
+    count = (base.tune or TuneConfig()).seeds
+    return tuple(range(base.seed + TUNE_SEED_OFFSET, base.seed + TUNE_SEED_OFFSET + count))
 
 
 def space_for(tune: TuneConfig | None, variant: str) -> dict[str, TuneParam]:
@@ -84,10 +98,13 @@ def _get_path(data: Mapping[str, Any], key: str) -> Any:
     return node
 
 
-def trial_config(base: TrainConfig, variant: str, params: Mapping[str, Any], *, name: str, output_dir: str) -> TrainConfig:
-    """`base` as `variant` (`augkit.experiments.variants.variant_config`, seed ``base.seed``)
-    with the dotted-key `params` set, named `name` under `output_dir`, without the ``[tune]`` table."""
-    config = variant_config(attrs.evolve(base, tune=None), variant, base.seed)
+def trial_config(
+    base: TrainConfig, variant: str, params: Mapping[str, Any], *, name: str, output_dir: str, seed: int | None = None
+) -> TrainConfig:
+    """`base` as `variant` (`augkit.experiments.variants.variant_config`, with `seed`, default
+    ``base.seed``) with the dotted-key `params` set, named `name` under `output_dir`, without the
+    ``[tune]`` table."""
+    config = variant_config(attrs.evolve(base, tune=None), variant, base.seed if seed is None else seed)
     data = config_to_dict(config)
     for key, value in params.items():
         set_path(data, key, value, where=f"tune {variant}")
@@ -144,7 +161,8 @@ def _fingerprint(base: TrainConfig, space: Mapping[str, TuneParam]) -> dict[str,
     data = config_to_dict(attrs.evolve(base, tune=None))
     for key in RESUMABLE_KEYS - {"epochs"}:
         data.pop(key, None)
-    return {"config": json.loads(json.dumps(data, default=list)), "space": {k: p.describe() for k, p in space.items()}}
+    return {"config": json.loads(json.dumps(data, default=list)), "space": {k: p.describe() for k, p in space.items()},
+            "seeds": list(tuning_seeds(base))}
 
 
 def run_tune(
@@ -231,7 +249,8 @@ def _open_study(
     if resume:
         before = study.user_attrs.get("fingerprint")
         if before != fingerprint:
-            changed = [k for k in ("config", "space") if (before or {}).get(k) != fingerprint[k]]
+            names = {"config": "config", "space": "space", "seeds": "set of seeds"}
+            changed = [names[k] for k in names if (before or {}).get(k) != fingerprint[k]]
             raise ConfigError(
                 f"--resume: the study in {str(db)!r} was run with another {' and '.join(changed)}; "
                 "resume with the same config (only --trials and --timeout may change), or use --overwrite"
@@ -291,21 +310,36 @@ def _optimize(
     study: Any, base: TrainConfig, variant: str, space: Mapping[str, TuneParam], kinds: Mapping[str, str],
     tune: TuneConfig, trials: int, timeout: float | None, out: Path,
 ) -> Path:
-    """Run trials of `study` until `trials` finished ones, then write the outputs into `out`."""
+    """Run trials of `study` until `trials` finished ones, then write the outputs into `out`. Each
+    trial trains one run per seed of `tuning_seeds` (in ``trials/trial-NNNN/seed-S/``) and is
+    scored by the mean of their best validation values; a log line per trial gives its time and
+    an estimate of the rest."""
     dataset = load_dataset(base)
     trials_dir = out / "trials"
+    seeds = tuning_seeds(base)
+    remaining = trials - _finished(study)
+    durations: list[float] = []
 
     stopped: list[BaseException] = []
 
     def objective(trial: Any) -> float:
         try:
+            started = time.perf_counter()
             params = {key: _suggest(trial, key, space[key], kinds[key]) for key in space}
-            config = trial_config(base, variant, params, name=f"trial-{trial.number:04d}", output_dir=str(trials_dir))
-            trial.set_user_attr("config", dump_config(config))
-            log.info("tune %s: trial %d, %s", variant, trial.number, ", ".join(f"{k}={v!r}" for k, v in params.items()))
-            result = fit(config, dataset, on_existing="overwrite")
-            trial.set_user_attr("epoch", result["epoch"])
-            return float(result["score"])
+            name, runs = f"trial-{trial.number:04d}", str(trials_dir / f"trial-{trial.number:04d}")
+            trial.set_user_attr("config", dump_config(trial_config(base, variant, params, name=name, output_dir=str(trials_dir))))
+            log.info("tune %s: trial %d (%d of %d this session), %d seeds, %s", variant, trial.number, len(durations) + 1,
+                     remaining, len(seeds), ", ".join(f"{k}={v!r}" for k, v in params.items()))
+            results = [fit(trial_config(base, variant, params, name=f"seed-{seed}", output_dir=runs, seed=seed), dataset,
+                           on_existing="overwrite") for seed in seeds]
+            scores = [float(result["score"]) for result in results]
+            trial.set_user_attr("scores", scores)
+            trial.set_user_attr("epoch", [result["epoch"] for result in results])
+            durations.append(time.perf_counter() - started)
+            log.info("tune %s: trial %d scored %.4f (mean of %d seeds) in %s; %s", variant, trial.number,
+                     statistics.fmean(scores), len(seeds), duration(durations[-1]),
+                     time_left(durations, remaining - len(durations)))
+            return statistics.fmean(scores)
         except TrainingError as error:  # diverged: the trial failed and counts; the study goes on
             log.warning("tune %s: trial %d failed: %s", variant, trial.number, error)
         except (KeyboardInterrupt, AugkitError) as error:  # the study stops; Ctrl-C's trial is retried on --resume
@@ -327,7 +361,6 @@ def _optimize(
             if path.name != keep:
                 shutil.rmtree(path, ignore_errors=True)
 
-    remaining = trials - _finished(study)
     if remaining > 0:
         study.optimize(objective, n_trials=remaining, timeout=timeout, callbacks=[keep_best], gc_after_trial=False)
     if stopped:
@@ -377,13 +410,16 @@ def write_outputs(study: Any, base: TrainConfig, variant: str, space: Mapping[st
         "best_trial": best.number,
         "best_params": best.params,
         "best_epoch": best.user_attrs.get("epoch"),
+        "best_scores": best.user_attrs.get("scores"),
         "trials": {"complete": len(complete), "failed": len(failed)},
+        "seeds": list(tuning_seeds(base)),
+        "budget": {"trials": _finished(study), "seeds": len(tuning_seeds(base)), "keys": list(space)},
         "space": {k: p.describe() for k, p in space.items()},
         "all": [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params} for t in study.get_trials(deepcopy=False)],
     }
     atomic.write_text(out / "best.json", json.dumps(summary, indent=2))
     plots = tune_plots(study, out, len(complete), len(space))
-    page = tune_page(study, base.name, variant, base.eval.monitor, base.seed, list(space), plots,
+    page = tune_page(study, base.name, variant, base.eval.monitor, tuning_seeds(base), list(space), plots,
                      complete=len(complete), failed=len(failed))
     atomic.write_text(out / "tune.md", page)
     return out

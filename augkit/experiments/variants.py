@@ -8,6 +8,11 @@ searches for it when the ``[tune]`` table gives none (`DEFAULT_SPACES`).
 * ``rfm``: SSL with complementary random feature masking, then value dropout `VALUE_DROPOUT`.
 * ``cfm``: SSL with correlated feature masking, then value dropout `VALUE_DROPOUT`.
 
+Every variant masks the ``item_id`` of the main task's items with p = `ID_DROPOUT` (FD does
+so as one of the features it masks at `FD_RATE`, the same rate): an item never seen in
+training is served with its ``item_id`` missing, so its score reads the ``item_id`` default
+embedding, and this trains that embedding in every variant alike.
+
 Their names, `VARIANTS`, live in `augkit.train.config`, which checks ``[tune.variants]`` when a
 config is read.
 """
@@ -20,13 +25,19 @@ from typing import Any
 
 from augkit.errors import ConfigError, UnknownNameError
 from augkit.train.config import VARIANTS, TrainConfig, TuneParam, config_from_dict, config_to_dict
+from augkit.train.run import ITEM_ID_FEATURE
 
 __all__ = [
+    "ALPHA",
     "DEFAULT_SPACES",
     "FD_RATE",
+    "ID_DROPOUT",
+    "SHARED_KEYS",
     "VALUE_DROPOUT",
     "VARIANTS",
     "WEIGHTED_VARIANTS",
+    "id_dropout",
+    "is_shared_key",
     "set_path",
     "variant_config",
     "variant_label",
@@ -35,6 +46,10 @@ __all__ = [
 
 FD_RATE = 0.1
 """Feature-dropout rate of the FD baseline (not stated in the paper; our choice)."""
+ID_DROPOUT = FD_RATE
+"""Probability with which every variant masks the ``item_id`` of each main-task item, so that
+the default embedding cold items are served with is trained in every variant alike: the FD
+rate, at which FD masks every feature, ``item_id`` included."""
 VALUE_DROPOUT = 0.3
 """Value dropout after RFM/CFM masking: the paper's best rate."""
 WEIGHTED_VARIANTS = ("so", "rfm", "cfm")
@@ -48,13 +63,20 @@ def _two_views(pair: str) -> dict[str, Any]:
     }
 
 
+def id_dropout() -> dict[str, Any]:
+    """The main-task augmentation of every variant but FD: ``item_id`` masked with p =
+    `ID_DROPOUT` (the ``mask`` plugin)."""
+    return {"name": "mask", "params": {"p": ID_DROPOUT, "features": [ITEM_ID_FEATURE]}}
+
+
 def variant_overrides(name: str, alpha: float) -> dict[str, Any]:
     """Config changes that turn a base config into variant `name` (see the module), with
-    weight `alpha` for the weighted variants."""
-    off = {"feature_dropout": 0.0, "spread_out": 0.0}
+    weight `alpha` for the weighted variants. Each sets the main task's augmentation: the
+    ``item_id`` dropout (`id_dropout`), or FD's feature dropout, which includes it."""
+    off = {"feature_dropout": 0.0, "spread_out": 0.0, "augmentation": id_dropout()}
     table = {
         "baseline": {"main": off, "ssl": {"alpha": 0.0}},
-        "fd": {"main": {**off, "feature_dropout": FD_RATE}, "ssl": {"alpha": 0.0}},
+        "fd": {"main": {**off, "augmentation": None, "feature_dropout": FD_RATE}, "ssl": {"alpha": 0.0}},
         "so": {"main": {**off, "spread_out": alpha}, "ssl": {"alpha": 0.0}},
         "rfm": {"main": off, "ssl": {"alpha": alpha, "augmentation": _two_views("complementary")}},
         "cfm": {"main": off, "ssl": {"alpha": alpha, "augmentation": _two_views("cfm")}},
@@ -86,6 +108,19 @@ DEFAULT_SPACES: Mapping[str, Mapping[str, TuneParam]] = {
 baseline's own parameters (learning rate, main temperature, embedding size, weight decay) for
 every variant, plus the variant's: FD's dropout rate, SO's weight, and for RFM/CFM the SSL
 weight alpha, the SSL temperature and the value-dropout rate after masking."""
+
+SHARED_KEYS = tuple(_COMMON)
+"""The keys every variant's default space searches (`DEFAULT_SPACES`)."""
+ALPHA = "alpha"
+"""How a budget names the weight of so, rfm and cfm searched by ``augkit compare --alphas``."""
+_OWN_KEYS = ("ssl.", "main.spread_out", "main.feature_dropout", "main.augmentation")
+
+
+def is_shared_key(key: str) -> bool:
+    """Whether a searched `key` is one any variant may search (the learning rate, a temperature
+    of the main task, ...) rather than a variant's own (`ALPHA`, an ``ssl.*`` key, SO's weight,
+    FD's rate, the main task's augmentation)."""
+    return key != ALPHA and not any(key == own or key.startswith(own) for own in _OWN_KEYS)
 
 
 def _merge(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -325,14 +325,16 @@ def _known_variants(instance: Any, attribute: attrs.Attribute, value: Mapping[st
 class TuneConfig:
     """The ``[tune]`` table: the search space of every variant (`space`) and, key by key over
     it, of one (`variants`); TPE's seed (`sampler_seed`, default: the config's seed), its random
-    `startup_trials`, and whether every trial's run directory is kept (`keep_runs`, default: only
-    the best one's). A variant that neither table names gets its default space
-    (`augkit.experiments.variants.DEFAULT_SPACES`)."""
+    `startup_trials`, the number of seeds each trial is trained with and scored on, by the mean
+    of their best validation values (`seeds`, default 3), and whether every trial's run directory
+    is kept (`keep_runs`, default: only the best one's). A variant that neither table names gets
+    its default space (`augkit.experiments.variants.DEFAULT_SPACES`)."""
 
     space: dict[str, TuneParam] = attrs.field(factory=dict, validator=_dotted_keys)
     variants: dict[str, dict[str, TuneParam]] = attrs.field(factory=dict, validator=_known_variants)
     sampler_seed: int | None = attrs.field(default=None, validator=attrs.validators.optional(integer(0)))
     startup_trials: int = attrs.field(default=10, validator=integer(1))
+    seeds: int = attrs.field(default=3, validator=integer(1))
     keep_runs: bool = False
 
 
