@@ -222,9 +222,13 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             records.append(record)
             measured = by_candidate[name]
             rows.append(_row(items, name, record, measured[min(measured)] if measured else None))
-    targets = [
-        _flat_target(name, by_candidate[name]) for name in FLAT_CANDIDATES if len(by_candidate[name]) >= 2
-    ]
+    targets = []
+    for name in FLAT_CANDIDATES:
+        measured = by_candidate.get(name, {})
+        if len(measured) >= 2:
+            targets.append(_flat_target(name, measured))
+        else:
+            notes.append(f"target scale_step_flat_{name} not held: {name} ran at {len(measured)} catalog size(s)")
     targets += relative_targets(by_candidate)
     if sizes.epoch is not None:
         epoch = _epoch(sizes.epoch, log)

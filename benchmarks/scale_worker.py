@@ -201,12 +201,15 @@ def steps(spec: dict[str, Any]) -> None:
 
 def epoch(spec: dict[str, Any]) -> None:
     """One epoch of the trainer (`augkit.train.train`, validation on ``validation_users``
-    seeded users) with ``optim.tables`` of `spec`; prints its seconds and peak memory."""
+    seeded users) with ``optim.tables`` of `spec`; prints its seconds and peak memory. The
+    checkpoint is written at the epoch's end only (``checkpoint_every = 0``), outside the
+    loop's seconds of steps."""
     config = base_config(
         spec,
         name="scale-epoch",
         output_dir=spec["output_dir"],
         epochs=1,
+        checkpoint_every=0,
         optim={"tables": spec["tables"]},
         eval={"max_users": spec["validation_users"]},
     )
