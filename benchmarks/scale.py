@@ -161,54 +161,58 @@ def _epoch(epoch: ScaleEpoch, log: Callable[[str], None]) -> dict[str, Any]:
     return {"status": "measured", **lines[-1]}
 
 
+def _measure_size(
+    items: int, profile: Profile, unavailable: dict[str, list[str]], log: Callable[[str], None]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The data record of the size's process and one record per candidate of `CANDIDATES`
+    (``"status"``: measured, skipped, killed or not installed, with a ``"reason"``)."""
+    sizes = profile.scale
+    runnable = [name for name in CANDIDATES if name not in unavailable]
+    log(f"scale: {items:,} items, {', '.join(runnable)}")
+    spec = {
+        "items": items,
+        "users": sizes.users,
+        "events_per_user": sizes.events_per_user,
+        "batch": sizes.batch,
+        "steps": sizes.steps,
+        "slow_steps": sizes.slow_steps,
+        "candidates": runnable,
+        "profiled": list(FLAT_CANDIDATES) if items == max(sizes.items) else [],
+        "evidence_steps": sizes.evidence_steps,
+    }
+    lines, ended = run_worker("steps", spec) if runnable else ([], None)
+    data = next((line["data"] for line in lines if "data" in line), None)
+    done = {line["candidate"]: line for line in lines if "candidate" in line}
+    records = []
+    for name in CANDIDATES:
+        if name in unavailable:
+            record = {"status": "not installed", "reason": f"no module {', '.join(unavailable[name])}"}
+        else:
+            record = done.get(name) or {"status": "killed", "reason": ended}
+        records.append({"candidate": name, "items": items, **record})
+    return data, records
+
+
 def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
     """Measure the scale case at the sizes of `profile.scale`."""
     sizes = profile.scale
     unavailable = {name: missing for name, c in CANDIDATES.items() if (missing := missing_modules(c))}
     for name, missing in unavailable.items():
         log(f"scale: {name} not installed (no module {', '.join(missing)})")
-    runnable = [name for name in CANDIDATES if name not in unavailable]
     by_candidate: dict[str, dict[int, dict[str, Any]]] = {name: {} for name in CANDIDATES}
     records: list[dict[str, Any]] = []
     notes: list[str] = []
     rows: list[tuple[str, ...]] = []
     for items in sizes.items:
-        log(f"scale: {items:,} items, {', '.join(runnable)}")
-        spec = {
-            "items": items,
-            "users": sizes.users,
-            "events_per_user": sizes.events_per_user,
-            "batch": sizes.batch,
-            "steps": sizes.steps,
-            "slow_steps": sizes.slow_steps,
-            "candidates": runnable,
-            "profiled": list(FLAT_CANDIDATES) if items == max(sizes.items) else [],
-            "evidence_steps": sizes.evidence_steps,
-        }
-        lines, ended = run_worker("steps", spec) if runnable else ([], None)
-        data = next((line["data"] for line in lines if "data" in line), None)
+        data, measured_here = _measure_size(items, profile, unavailable, log)
         if data is not None:
             records.append({"data": data})
             notes.append(
                 f"data at {items:,} items: {data['interactions']:,} clicks, built in {data['data_s']:.1f} s, "
                 f"SSL augmentation prepared (CFM's mutual information) in {data['augmentation_s']:.1f} s"
             )
-        done = {line["candidate"]: line for line in lines if "candidate" in line}
-        for name in CANDIDATES:
-            if name in unavailable:
-                record = {
-                    "candidate": name,
-                    "items": items,
-                    "status": "not installed",
-                    "reason": f"no module {', '.join(unavailable[name])}",
-                }
-            else:
-                record = done.get(name) or {
-                    "candidate": name,
-                    "items": items,
-                    "status": "killed",
-                    "reason": ended,
-                }
+        for record in measured_here:
+            name = record["candidate"]
             if record["status"] in ("skipped", "killed"):
                 log(f"scale: {name} at {items:,} items {record['status']}: {record['reason']}")
                 notes.append(f"{name} at {items:,} items {record['status']}: {record['reason']}")
@@ -228,7 +232,9 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
         if len(measured) >= 2:
             targets.append(_flat_target(name, measured))
         else:
-            notes.append(f"target scale_step_flat_{name} not held: {name} ran at {len(measured)} catalog size(s)")
+            notes.append(
+                f"target scale_step_flat_{name} not held: {name} ran at {len(measured)} catalog size(s)"
+            )
     targets += relative_targets(by_candidate)
     if sizes.epoch is not None:
         epoch = _epoch(sizes.epoch, log)
