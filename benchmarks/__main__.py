@@ -9,9 +9,22 @@ import sys
 import time
 from collections.abc import Sequence
 
+from augkit import threads
+
+threads.apply()  # before torch loads: the trainer's OpenMP wait policy (augkit.threads), as `augkit` sets it
+
 import torch
 
-from benchmarks import ann, augmentation, distributed, evaluation, mutual_information, scaling, training
+from benchmarks import (
+    ann,
+    augmentation,
+    distributed,
+    evaluation,
+    mutual_information,
+    scale,
+    scaling,
+    training,
+)
 from benchmarks.machine import load_average, machine_info
 from benchmarks.profiles import PROFILES
 from benchmarks.report import CaseResult, format_case, format_table, write_json
@@ -23,6 +36,7 @@ CASES = {
     "evaluation": evaluation.run,
     "ann": ann.run,
     "distributed": distributed.run,
+    "scale": scale.run,
 }
 
 
@@ -42,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--only", nargs="+", choices=list(CASES), help="run only these cases")
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch intra-op threads (default: torch's own choice)"
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: the trainer's, augkit.threads.default_threads)",
     )
     return parser
 
@@ -72,8 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     profile = PROFILES[args.profile]
     output = args.output or f".benchmarks/{profile.name}.json"
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads if args.threads is not None else threads.default_threads())
     started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
     machine = machine_info()
     results = []

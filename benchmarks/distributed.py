@@ -5,17 +5,16 @@
   (``OMP_WAIT_POLICY=PASSIVE``, `augkit.threads`) and with one thread.
 * Processes: 1 and 2 gloo processes at the same global batch: items/s, the share of a step
   spent gathering the candidates, peak memory per process.
-* Scale: the trainer on synthetic data of growing size (up to 1e6 items and 2e7
-  interactions): build time, step time, epoch time (steps per epoch x step time) and peak
-  memory.
+
+The trainer at growing catalog sizes is the scale case (`benchmarks.scale`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from benchmarks.profiles import Profile
-from benchmarks.report import CaseResult, Series, Target, ratio, seconds
+from benchmarks.report import CaseResult, Target, ratio, seconds
 
 LOADED_TARGET = 2.0
 """augkit's default under one busy process: at most this many times its idle step."""
@@ -37,21 +36,12 @@ class Sizes:
     policy_steps: int
     policy_repeats: int
     rank_steps: int
-    scale: tuple[tuple[int, int, int], ...]
-    """(items, users, mean events per user)."""
-    scale_steps: int
 
 
 SIZES = {
-    "tiny": Sizes(policy_steps=5, policy_repeats=1, rank_steps=3, scale=((2_000, 1_000, 20),), scale_steps=2),
-    "quick": Sizes(policy_steps=60, policy_repeats=3, rank_steps=30, scale=((10_000, 5_000, 40), (100_000, 20_000, 100)), scale_steps=10),
-    "full": Sizes(
-        policy_steps=200,
-        policy_repeats=5,
-        rank_steps=60,
-        scale=((10_000, 5_000, 40), (100_000, 20_000, 100), (1_000_000, 200_000, 125)),
-        scale_steps=20,
-    ),
+    "tiny": Sizes(policy_steps=5, policy_repeats=1, rank_steps=3),
+    "quick": Sizes(policy_steps=60, policy_repeats=3, rank_steps=30),
+    "full": Sizes(policy_steps=200, policy_repeats=5, rank_steps=60),
 }
 
 POLICIES = {
@@ -123,41 +113,6 @@ def _processes(steps: int, batch: int = 1024) -> dict[int, dict[str, float]]:
         return {world: run_ranks(_ranks_worker, world, steps, batch)[0] for world in (1, 2)}
 
 
-_SCALE_CODE = """
-import json, sys, time, torch
-from augkit.data.synthetic import make_synthetic
-from augkit.train import build_run, config_from_dict
-from augkit.train.step import train_step
-from augkit.train.run import STREAM_STEP, generator_for
-from benchmarks.memory import _status_bytes
-items, users, events, steps = map(int, sys.argv[1:5])
-started = time.perf_counter()
-dataset = make_synthetic(seed=0, num_items=items, num_users=users, mean_events=events)
-parts = build_run(config_from_dict({"progress": False}), dataset)
-built = time.perf_counter() - started
-optimizer = torch.optim.Adam(parts.model.parameters(), lr=0.003)
-order = torch.randperm(len(parts.split.train), generator=torch.Generator().manual_seed(0))
-def step(i):
-    losses = train_step(parts, order[i * 512:(i + 1) * 512], generator_for(0, STREAM_STEP, i))
-    optimizer.zero_grad(set_to_none=True); losses.total.backward(); optimizer.step()
-step(0)
-started = time.perf_counter()
-for i in range(1, steps + 1):
-    step(i)
-print(json.dumps({"build_s": built, "step_s": (time.perf_counter() - started) / steps,
-                  "train_events": len(parts.split.train), "interactions": len(dataset.interactions),
-                  "peak_rss": _status_bytes("VmHWM")}))
-"""
-
-
-def _scale(items: int, users: int, events: int, steps: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", _SCALE_CODE, str(items), str(users), str(events), str(steps)],
-        capture_output=True, text=True, check=True, env=_clean_env({}),
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
     sizes = SIZES[profile.name]
     samples: dict[tuple[str, bool], list[float]] = {(name, busy): [] for name in POLICIES for busy in (False, True)}
@@ -168,10 +123,6 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
     policy = {key: statistics.median(values) for key, values in samples.items()}
     log("distributed: 1 and 2 gloo processes")
     ranks = _processes(sizes.rank_steps)
-    scale = {}
-    for items, users, events in sizes.scale:
-        log(f"distributed: scale, {items} items, {users * events} interactions")
-        scale[items] = _scale(items, users, events, sizes.scale_steps)
     chosen = "augkit default (PASSIVE, cores - 1 threads)"
     loaded = policy[chosen, True] / policy[chosen, False]
     idle_cost = policy[chosen, False] / policy["torch default", False]
@@ -185,22 +136,14 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             seconds(r["step_s"]), f"{1024 / r['step_s']:.0f} items/s", f"gather {r['gather_s'] / r['step_s']:.1%} of a step",
             f"{r['peak_rss'] / 2**20:.0f} MiB per process",
         ))
-    for items, r in scale.items():
-        epoch = r["train_events"] / 512 * r["step_s"]
-        rows.append((
-            f"scale: {items:,} items, {r['interactions']:,} interactions",
-            seconds(r["step_s"]), f"epoch {epoch:.0f} s (extrapolated)", f"build {r['build_s']:.1f} s",
-            f"{r['peak_rss'] / 2**20:.0f} MiB",
-        ))
     return CaseResult(
         name="distributed",
-        title="Distribution and shared machines: thread policy, 1 vs 2 processes, scale",
+        title="Distribution and shared machines: thread policy, 1 vs 2 processes",
         headers=("configuration", "step (idle)", "step (loaded) / rate", "ratio / share", "memory"),
         rows=rows,
         records=[
             {"policy": {f"{n} | {'busy' if b else 'idle'}": s for (n, b), s in samples.items()}},
             {"processes": ranks},
-            {"scale": scale},
         ],
         targets=[
             Target(
@@ -220,10 +163,5 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
             f"{sizes.policy_repeats} interleaved runs each",
             "processes: torch threads 1 per process; the step is the trainer's (train(max_steps=...)); gather = four "
             "all-gathers of a [batch/world, 64] tensor per step, timed apart",
-            "scale: default model; epoch = training events / 512 x step time (not run to the end)",
-        ],
-        series=[
-            Series.of("distributed scale step", "items", {n: r["step_s"] for n, r in scale.items()}),
-            Series.of("distributed scale peak memory", "items", {n: float(r["peak_rss"]) for n, r in scale.items()}, unit="bytes"),
         ],
     )

@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.step_worker STEPS BATCH torch-first|augkit-first`` prints one JSON line
 ``{"seconds", "threads", "omp_wait_policy"}``: `STEPS` steps (after 3 untimed) of the
-reference model on the synthetic data. ``torch-first`` imports torch before augkit, so
-OpenMP starts with torch's own settings and thread count; ``augkit-first`` applies augkit's
+reference model on the synthetic data (`benchmarks.training.Step`, the trainer's step).
+``torch-first`` imports torch before augkit, so OpenMP starts with torch's own settings and
+thread count; ``augkit-first`` applies augkit's
 thread policy (`augkit.threads`: OMP_WAIT_POLICY=PASSIVE unless set, cores − 1 threads), as
 ``augkit train`` does.
 """
@@ -24,29 +25,19 @@ def main() -> None:
     import torch
 
     from augkit.train import build_run, config_from_dict
-    from augkit.train.step import train_step
-    from augkit.train.run import STREAM_STEP, generator_for
+    from benchmarks.training import Step
 
     if order == "augkit-first":
         from augkit.threads import default_threads
 
         torch.set_num_threads(default_threads())  # as the trainer's threads = 0 does
     parts = build_run(config_from_dict({"progress": False, "main": {"batch_size": batch}, "ssl": {"batch_size": batch}}))
-    optimizer = torch.optim.Adam(parts.model.parameters(), lr=0.003)
-    order_rows = torch.randperm(len(parts.split.train), generator=torch.Generator().manual_seed(0))
-
-    def step(i: int) -> None:
-        start = (i * batch) % (len(order_rows) - batch)
-        losses = train_step(parts, order_rows[start : start + batch], generator_for(0, STREAM_STEP, i))
-        optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
-        optimizer.step()
-
-    for i in range(3):
-        step(i)
+    step = Step.build(parts)
+    for _ in range(3):
+        step()
     started = time.perf_counter()
-    for i in range(steps):
-        step(i)
+    for _ in range(steps):
+        step()
     seconds = time.perf_counter() - started
     print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
 

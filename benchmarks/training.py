@@ -2,9 +2,9 @@
 synthetic data set, with the SSL task (alpha = 1, the default CFM + dropout(0.3) views) and
 without it (alpha = 0), and the share of the SSL step spent in the augmentation.
 
-A step is what `augkit.train.train`'s loop does per batch: `train_step` (towers, batch
-softmax with logQ, and for SSL the two views, the item tower on both and InfoNCE), backward
-and an Adam step. The augmentation is timed alone on an SSL batch drawn the trainer's way.
+A step is what `augkit.train.train`'s loop does per batch (`Step`, shared with the scale case):
+`train_step` (towers, batch softmax with logQ, and for SSL the two views, the item tower on
+both and InfoNCE), backward and a step of the trainer's optimizer (dense Adam by default). The augmentation is timed alone on an SSL batch drawn the trainer's way.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import attrs
 import torch
 
 from augkit.data.synthetic import make_synthetic
+from augkit.random import generator_for
 from augkit.train import RunParts, build_run, config_from_dict
+from augkit.train.optimizers import SparseTablesOptimizer, build_optimizer
+from augkit.train.run import STREAM_EPOCH, STREAM_STEP
 from augkit.train.step import train_step
 from benchmarks.profiles import TARGET_TRAIN_BATCH, Profile
 from benchmarks.report import CaseResult, Series, Target, profile_evidence, ratio, seconds
@@ -27,26 +30,32 @@ SHARE_TARGET = 0.05
 
 @attrs.define(eq=False)
 class Step:
-    """One training step of `parts` on a fixed batch of training rows (seeded)."""
+    """One training step of `parts` as `augkit.train.loop.Loop` takes it: the next
+    ``main.batch_size`` rows of the first epoch's permutation of the training rows (wrapping
+    around at its end), `train_step` with the step's generator, zero_grad, backward and a step
+    of the optimizer `augkit.train.optimizers.build_optimizer` makes from ``[optim]``."""
 
     parts: RunParts
-    rows: torch.Tensor
-    generator: torch.Generator
-    optimizer: torch.optim.Optimizer
+    order: torch.Tensor
+    optimizer: torch.optim.Optimizer | SparseTablesOptimizer
+    step: int = 0
 
     @classmethod
-    def build(cls, parts: RunParts, seed: int) -> Step:
-        generator = torch.Generator().manual_seed(seed)
-        rows = torch.randperm(len(parts.split.train), generator=generator)[: parts.config.main.batch_size]
-        modules = [m for m in (parts.model, parts.main_loss, parts.ssl_loss) if m is not None]
-        parameters = list({id(p): p for m in modules for p in m.parameters()}.values())
-        return cls(parts, rows, generator, torch.optim.Adam(parameters, lr=parts.config.optim.lr))
+    def build(cls, parts: RunParts) -> Step:
+        config = parts.config
+        order = torch.randperm(len(parts.split.train), generator=generator_for(config.seed, STREAM_EPOCH, 0))
+        optimizer = build_optimizer(config.optim, [parts.model, parts.main_loss, parts.ssl_loss])
+        return cls(parts, order.to(parts.queries.device), optimizer)
 
     def __call__(self) -> None:
-        losses = train_step(self.parts, self.rows, self.generator)
+        batch = self.parts.config.main.batch_size
+        start = self.step * batch % max(1, len(self.order) - batch + 1)
+        generator = generator_for(self.parts.config.seed, STREAM_STEP, self.step)
+        losses = train_step(self.parts, self.order[start : start + batch], generator, step=self.step)
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         self.optimizer.step()
+        self.step += 1
 
 
 def _parts(batch_size: int, alpha: float, dataset: object) -> RunParts:
@@ -71,9 +80,9 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
         ssl_items = torch.randperm(dataset.num_items, generator=generator)[:batch_size]
         ssl_batch = dataset.items.select(ssl_items)
         augment = functools.partial(ssl.augmentation, ssl_batch, generator=generator)
-        step = Step.build(ssl, 0)
+        step = Step.build(ssl)
         timings = time_side_by_side(
-            {"step_ssl": step, "step_no_ssl": Step.build(baseline, 0), "augmentation": augment},
+            {"step_ssl": step, "step_no_ssl": Step.build(baseline), "augmentation": augment},
             repeats=profile.train_repeats,
             min_sample_s=profile.min_sample_s,
             warmup=profile.warmup,
@@ -130,7 +139,7 @@ def run(profile: Profile, log: Callable[[str], None]) -> CaseResult:
         ],
         notes=[
             (
-                "step = train_step + backward + Adam, as in augkit.train.train; default model "
+                "step = train_step + backward + the trainer's optimizer (dense Adam), as in augkit.train.train; default model "
                 "(embedding 32, hidden 128, output 64), CFM granularity 'batch' (the trainer's default)"
             ),
             "aug share = augmentation alone / SSL step",
