@@ -44,7 +44,9 @@ def check_backend(config: TrainConfig, device: torch.device) -> None:
     """`ConfigError` before anything is built where ``model.backend = "torchrec"`` cannot run:
     torchrec or fbgemm_gpu not installed (naming the recipe), a device other than CPU or CUDA,
     ``optim.tables = "sparse_adam"`` off CUDA (FBGEMM's Adam is a CUDA kernel; naming
-    ``rowwise_adagrad``), or CUDA with FBGEMM's CPU build. Nothing for the native backend."""
+    ``rowwise_adagrad``), ``optim.weight_decay`` on CPU (FBGEMM's CPU kernel decays only the
+    rows read more than once in a step: measured on fbgemm-gpu-cpu 1.8.0), or CUDA with
+    FBGEMM's CPU build. Nothing for the native backend."""
     if config.model.backend != "torchrec":
         return
     missing = [name for name in ("torchrec", "fbgemm_gpu") if importlib.util.find_spec(name) is None]
@@ -59,6 +61,12 @@ def check_backend(config: TrainConfig, device: torch.device) -> None:
         raise ConfigError(
             f'optim.tables = "sparse_adam" with model.backend = "torchrec": FBGEMM\'s Adam kernel runs on CUDA only, '
             f'the run is on {device}; set optim.tables = "rowwise_adagrad"'
+        )
+    if config.optim.weight_decay and device.type == "cpu":
+        raise ConfigError(
+            f'optim.weight_decay = {config.optim.weight_decay} with model.backend = "torchrec" on cpu: FBGEMM\'s CPU row-wise '
+            "Adagrad (fbgemm-gpu-cpu 1.8.0) adds the L2 term only to the rows read more than once in a step, so the tables "
+            'would decay unevenly; set optim.weight_decay = 0, train on cuda, or use model.backend = "native"'
         )
     if device.type == "cuda":
         # optional: fbgemm_gpu is the `torchrec` extra's kernel library; its build says where it runs
