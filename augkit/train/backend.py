@@ -33,7 +33,13 @@ from augkit.errors import ConfigError
 from augkit.torchrec.sharding import full_state_dict, load_state, shard
 from augkit.torchrec.towers import TorchRecTowers
 from augkit.train.config import TrainConfig
-from augkit.train.optimizers import ROWWISE_EPS, FusedTablesOptimizer, SparseTablesOptimizer, build_fused_optimizer, build_optimizer
+from augkit.train.optimizers import (
+    ROWWISE_EPS,
+    FusedTablesOptimizer,
+    SparseTablesOptimizer,
+    build_fused_optimizer,
+    build_optimizer,
+)
 from augkit.train.run import RunParts
 
 INSTALL = "docs/install.md#torchrec (the README's TorchRec section)"

@@ -24,12 +24,12 @@ import torch
 
 from augkit import distributed, threads
 from augkit.errors import ConfigError, RunDirectoryError, TrainingError
+from augkit.torchrec.sharding import local_process_group
+from augkit.train.backend import build_run_optimizer, check_backend, on_torchrec, sync_native
 from augkit.train.callbacks import Callback, EpochEnd
 from augkit.train.checkpoint import CHECKPOINT_NAME
 from augkit.train.checkpointing import Checkpointing
 from augkit.train.config import TrainConfig
-from augkit.torchrec.sharding import local_process_group
-from augkit.train.backend import build_run_optimizer, check_backend, on_torchrec, sync_native
 from augkit.train.device import place, resolve_device
 from augkit.train.early_stopping import EarlyStopping
 from augkit.train.identity import identity_for, write_identity

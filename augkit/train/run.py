@@ -25,8 +25,8 @@ from augkit.testing import check_global_rngs_untouched, check_reproducible
 from augkit.towers import ParameterPart, Tower, TowerConfig, check_parameter_memory, parameter_parts
 from augkit.train.config import Component, TrainConfig
 from augkit.train.contracts import augmentations, culprit
-from augkit.train.optimizers import use_sparse_gradients
 from augkit.train.history import HISTORY_FEATURE, with_history
+from augkit.train.optimizers import use_sparse_gradients
 
 log = logging.getLogger("augkit.train")
 
