@@ -181,6 +181,29 @@ def test_two_gloo_processes_equal_one_after_ten_steps(alone, tmp_path, sharding)
             torch.testing.assert_close(state[name], value, rtol=0, atol=2e-6, msg=f"{sharding} {name}")
 
 
+def resumed_ranked(rank: int, world: int, output_dir: str) -> dict[str, torch.Tensor]:
+    config = small(output_dir, "moved", sharding="row_wise", epochs=1, checkpoint_every=5)
+    return train(config, on_existing="resume", max_steps=STEPS).parts.model.state_dict()
+
+
+def test_a_checkpoint_of_one_process_resumes_on_two(tmp_path):
+    """The checkpoint holds whole tables and whole optimizer state, so another number of
+    processes takes its shards of them: 5 steps alone, 5 more on 2 processes (row-wise: every
+    table split), equal to 10 alone up to float32 rounding (2e-6). ``model.sharding`` itself
+    cannot change on resume."""
+    config = small(tmp_path, "moved", sharding="row_wise", epochs=1, checkpoint_every=5)
+    run_ranks(steps_on, 1, config, 6)  # stopped after step 6: the checkpoint of step 5 is the last
+    assert load_checkpoint(config.run_dir / "checkpoint.pt")["step"] == 5
+    whole = run_ranks(steps_on, 1, small(tmp_path, "whole", epochs=1, checkpoint_every=5), STEPS)[0]
+    for state in run_ranks(resumed_ranked, 2, str(tmp_path)):
+        for name, value in whole.items():
+            torch.testing.assert_close(state[name], value, rtol=0, atol=2e-6, msg=name)
+
+
+def steps_on(rank: int, world: int, config, steps: int) -> dict[str, torch.Tensor]:
+    return train(config, max_steps=steps).parts.model.state_dict()
+
+
 # -- bad configs --------------------------------------------------------------------------------
 
 
