@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from torchrec.distributed.model_parallel import DistributedModelParallel
 
 __all__ = [
-    "SHARDINGS", "TABLE_OPTIMIZERS", "dense_parameters", "full_state_dict", "load_state", "local_process_group", "shard",
+    "SHARDINGS", "TABLE_OPTIMIZERS", "dense_parameters", "full_optimizer_state", "full_state_dict", "load_optimizer_state",
+    "load_state", "local_process_group", "shard",
 ]
 
 TABLE_OPTIMIZERS = ("rowwise_adagrad", "sparse_adam")
@@ -191,13 +192,10 @@ def _shards(value: Any) -> list[tuple[tuple[slice, ...], torch.Tensor]]:
     ]
 
 
-def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict of a sharded `TorchRecTowers` with every table whole, on every process
-    (a collective: call it on every process). Its keys are `TorchRecTowers.state_dict`'s, so
-    ``towers.to_towers(full_state_dict(model))`` gives native towers."""
+def _whole(entries: Mapping[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every entry of a (sharded) state dict whole, on every process: a collective."""
     state = {}
-    device = dense_parameters(model)[0].device
-    for name, value in model.state_dict().items():
+    for name, value in entries.items():
         if isinstance(value, torch.Tensor) and not hasattr(value, "local_shards"):
             state[name] = value.detach().clone()
             continue
@@ -209,18 +207,56 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """Copy `state` (keys of `TorchRecTowers.state_dict`, whole tables) into a sharded model:
-    each process takes its shards of each table. Keys of `state` the model lacks are errors;
-    entries the state lacks are left as they are."""
-    targets = model.state_dict()
+def _copy_shards(targets: Mapping[str, Any], state: Mapping[str, torch.Tensor], what: str) -> None:
+    """Copy each whole tensor of `state` into this process's shards of the entry of `targets`
+    of the same name; a name `targets` lacks is an error naming `what`."""
     unknown = sorted(set(state) - set(targets))
     if unknown:
-        raise UnknownNameError("state-dict key", unknown[0], sorted(targets))
+        raise UnknownNameError(what, unknown[0], sorted(targets))
     with torch.no_grad():
         for name, full in state.items():
             for where, local in _shards(targets[name]):
                 local.copy_(full[where])
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of a sharded `TorchRecTowers` with every table whole, on every process
+    (a collective: call it on every process). Its keys are `TorchRecTowers.state_dict`'s, so
+    ``towers.to_towers(full_state_dict(model))`` gives native towers."""
+    return _whole(model.state_dict(), dense_parameters(model)[0].device)
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy `state` (keys of `TorchRecTowers.state_dict`, whole tables) into a sharded model:
+    each process takes its shards of each table. Keys of `state` the model lacks are errors;
+    entries the state lacks are left as they are."""
+    _copy_shards(model.state_dict(), state, "state-dict key")
+
+
+def _optimizer_entries(model: DistributedModelParallel) -> dict[str, Any]:
+    """The fused optimizer's state tensors (views of FBGEMM's), keyed ``<table parameter>/<state
+    name>``: ``tables.embedding_bags.item_item_id.weight/item_item_id.momentum1``."""
+    state = model.fused_optimizer.state_dict()["state"]
+    return {f"{parameter}/{name}": value for parameter, entries in state.items() for name, value in entries.items()}
+
+
+def full_optimizer_state(model: DistributedModelParallel) -> dict[str, torch.Tensor]:
+    """The state of the tables' fused optimizer with every tensor whole (row-wise Adagrad: one
+    accumulator ``[rows]`` per table, ``momentum1``; Adam: ``momentum1`` and ``momentum2`` of
+    the table's shape), on every process (a collective). Keys ``<table parameter>/<state
+    name>``; `load_optimizer_state` takes it back under any sharding and number of processes."""
+    return _whole(_optimizer_entries(model), dense_parameters(model)[0].device)
+
+
+def load_optimizer_state(model: DistributedModelParallel, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy `full_optimizer_state`'s output into the fused optimizer of a sharded model: each
+    process takes its shards. Every state tensor must be given (a missing or unknown one is an
+    error naming it)."""
+    targets = _optimizer_entries(model)
+    missing = sorted(set(targets) - set(state))
+    if missing:
+        raise KeyError(f"the fused optimizer's state lacks {missing[0]!r}")
+    _copy_shards(targets, state, "fused optimizer state")
 
 
 @contextlib.contextmanager

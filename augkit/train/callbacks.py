@@ -22,7 +22,7 @@ import attrs
 import torch
 
 from augkit.train.config import TrainConfig
-from augkit.train.optimizers import SparseTablesOptimizer
+from augkit.train.optimizers import FusedTablesOptimizer, SparseTablesOptimizer
 from augkit.train.run import RunParts
 from augkit.train.validation import Validation
 
@@ -33,8 +33,8 @@ class LoopView(Protocol):
     parts: RunParts
     config: TrainConfig
     run_dir: Path
-    optimizer: torch.optim.Optimizer | SparseTablesOptimizer
-    """`augkit.train.optimizers.build_optimizer`'s: ``param_groups[0]["lr"]`` is dense Adam's rate."""
+    optimizer: torch.optim.Optimizer | SparseTablesOptimizer | FusedTablesOptimizer
+    """`augkit.train.backend.build_run_optimizer`'s: ``param_groups[0]["lr"]`` is dense Adam's rate."""
     step: int
     """Steps trained so far, over every session of the run."""
     steps_per_epoch: int

@@ -3,7 +3,8 @@
 ``checkpoint.pt`` holds everything a resumed run needs to end as an uninterrupted one: the
 step, the config (as TOML), the towers, the main loss (its learned temperature), the
 optimiser (dense Adam's state, and the table optimizer's under a sparse ``optim.tables``,
-`augkit.train.optimizers`), the frequency estimate and the loop state (the loop's and each piece's, see
+`augkit.train.optimizers`; on the torchrec backend the fused optimizer's, each table's state
+whole), the frequency estimate and the loop state (the loop's and each piece's, see
 `augkit.train.callbacks`); both files record the run that wrote them (``"run"``: its id and
 directory, `augkit.train.identity`). Files are written by
 `augkit.train.checkpoint.save_checkpoint` (atomic, checksummed).
@@ -20,6 +21,7 @@ import torch
 
 from augkit import distributed
 from augkit.errors import AugkitError, CheckpointError, ConfigError
+from augkit.train.backend import load_native, sync_native
 from augkit.train.callbacks import Callback, EpochEnd, LoopView
 from augkit.train.checkpoint import (
     BEST_NAME,
@@ -56,6 +58,7 @@ class Checkpointing(Callback):
             self.save(loop)
 
     def on_epoch_end(self, loop: LoopView, end: EpochEnd) -> None:
+        sync_native(loop.parts)  # on every process: a collective on the torchrec backend
         if end.improved and self.writes:
             parts = loop.parts
             best = {
@@ -72,10 +75,12 @@ class Checkpointing(Callback):
 
     def save(self, loop: LoopView) -> None:
         """``checkpoint.pt`` of `loop` now (`augkit.errors.TrainingError` instead, if a step
-        had a loss that is not finite)."""
+        had a loss that is not finite). Called on every process: on the torchrec backend the
+        weights and the tables' optimizer state are gathered whole from every process."""
         loop.check_finite()
+        sync_native(loop.parts)
+        state = _checkpoint(loop)
         if self.writes:
-            state = _checkpoint(loop)
             if self.run is not None:
                 state[RUN_KEY] = self.run
             save_checkpoint(self.run_dir / CHECKPOINT_NAME, state)
@@ -104,6 +109,7 @@ class Checkpointing(Callback):
         parts = loop.parts
         try:
             parts.model.load_state_dict(state["model"])
+            load_native(parts)
             parts.main_loss.load_state_dict(state["main_loss"])
             loop.optimizer.load_state_dict(state["optimizer"])
             if parts.frequency is not None:

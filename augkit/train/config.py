@@ -68,11 +68,30 @@ class DataConfig:
             )
 
 
+BACKENDS = ("native", "torchrec")
+"""The choices of ``model.backend``."""
+SHARDINGS = ("auto", "table_wise", "row_wise")
+"""The choices of ``model.sharding`` (`augkit.torchrec.sharding.SHARDINGS`)."""
+
+
 @attrs.frozen(kw_only=True)
 class ModelConfig:
     embedding_dim: int = attrs.field(default=32, validator=integer(1))
     hidden: tuple[int, ...] = attrs.field(default=(128,), validator=positive_integers)
     output_dim: int = attrs.field(default=64, validator=integer(1))
+    backend: str = attrs.field(default="native", validator=one_of(*BACKENDS))
+    """Where the id tables train: ``native`` (augkit's towers, `optim.tables` as chosen) or
+    ``torchrec`` (the tables in a TorchRec collection sharded over the processes, updated by
+    FBGEMM's fused `optim.tables` optimizer; the ``torchrec`` extra, `augkit.train.backend`)."""
+    sharding: str = attrs.field(default="auto", validator=one_of(*SHARDINGS))
+    """How the ``torchrec`` backend places the tables over the processes: ``table_wise``
+    (whole tables), ``row_wise`` (every table's rows split), ``auto`` (the planner's choice)."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.backend == "native" and self.sharding != "auto":
+            raise ValueError(f'sharding = {self.sharding!r} places TorchRec tables; set backend = "torchrec", or remove sharding')
+        if self.backend == "torchrec" and self.embedding_dim % 4:
+            raise ValueError(f"embedding_dim = {self.embedding_dim}: the torchrec backend's FBGEMM kernels need a multiple of 4")
 
 
 _temperature = number(0, open_low=True)
@@ -366,6 +385,13 @@ class TrainConfig:
     tune: TuneConfig | None = None
     """``augkit tune``'s search, the ``[tune]`` table (run by `augkit.experiments.tune`);
     checked when the config is read, ignored by training."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.model.backend == "torchrec" and self.optim.tables == "adam":
+            raise ValueError(
+                'model.backend = "torchrec" updates the tables with a fused sparse optimizer, and optim.tables is "adam" '
+                '(dense): set optim.tables = "rowwise_adagrad" (CPU or CUDA) or "sparse_adam" (CUDA)'
+            )
 
     @output_dir.validator
     def _check_output_dir(self, attribute: attrs.Attribute, value: str) -> None:

@@ -24,6 +24,8 @@ import torch
 
 from augkit import distributed, threads
 from augkit.errors import ConfigError, RunDirectoryError, TrainingError
+from augkit.torchrec.sharding import local_process_group
+from augkit.train.backend import build_run_optimizer, check_backend, on_torchrec, sync_native
 from augkit.train.callbacks import Callback, EpochEnd
 from augkit.train.checkpoint import CHECKPOINT_NAME
 from augkit.train.checkpointing import Checkpointing
@@ -32,7 +34,6 @@ from augkit.train.device import place, resolve_device
 from augkit.train.early_stopping import EarlyStopping
 from augkit.train.identity import identity_for, write_identity
 from augkit.train.logbook import Logbook
-from augkit.train.optimizers import build_optimizer
 from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
 from augkit.train.rundir import OnExisting, check_on_existing, hold
@@ -73,7 +74,7 @@ class Loop:
         self.parts, self.config, self.run_dir, self.pieces = parts, parts.config, run_dir, tuple(pieces)
         self.max_steps = max_steps
         self.device = parts.queries.device
-        self.optimizer = build_optimizer(self.config.optim, [parts.model, parts.main_loss, parts.ssl_loss])
+        self.optimizer = build_run_optimizer(parts)
         self.rows = len(parts.split.train)
         self.steps_per_epoch = math.ceil(self.rows / self.config.main.batch_size)
         self.total_steps = self.steps_per_epoch * self.config.epochs
@@ -106,6 +107,7 @@ class Loop:
             while not self.finished and not self._halted():
                 self._epoch()
             self.check_finite()
+            sync_native(self.parts)
             if self._last_terms is not None:
                 last = zip(TERMS, self._last_terms.tolist())
                 self.last_losses = {name: float(value) for name, value in last if self.present[name]}
@@ -154,6 +156,7 @@ class Loop:
     def _validate(self, epoch: int) -> tuple[Validation, bool]:
         """The validation after `epoch`, and whether it beats the best one (then `best`)."""
         started = time.perf_counter()
+        sync_native(self.parts)
         validation = self.validator(epoch)
         self.timing["validation_seconds"] += time.perf_counter() - started
         score, monitor = validation.score, self.config.eval.monitor
@@ -232,35 +235,44 @@ def summary(parts: RunParts, device: torch.device) -> str:
         (f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
          f"device {device}, {_count(torch.get_num_threads(), 'thread')}, precision {parts.config.precision}"),
     ]
+    model = parts.config.model
+    if model.backend == "torchrec":
+        lines.append(f"tables: TorchRec, sharding {model.sharding} over {_count(distributed.world_size(), 'process')}, fused {parts.config.optim.tables}")
     pair = getattr(parts.augmentation, "pair", parts.augmentation)
     splits = pair.split_report(data.items) if hasattr(pair, "split_report") else ()
     return "\n".join([*lines, *(f"ssl splits: {line}" for line in splits), *(f"warning: {w}" for w in data.warnings)])
 
 
-def prepare(config: TrainConfig, parts: RunParts | None) -> RunParts:
+def prepare(config: TrainConfig, parts: RunParts | None = None) -> RunParts:
     """Built parts (data validated first) on the config's device, with its thread count; in a
-    process group (see `joined`), the towers in DDP. A sparse ``optim.tables`` choice in an
-    NCCL process group, where DDP cannot reduce sparse gradients, is a `ConfigError`."""
+    process group (see `joined`), the towers in DDP; on ``model.backend = "torchrec"``, the
+    towers sharded (`augkit.train.backend.on_torchrec`; the group is needed even alone). A
+    sparse ``optim.tables`` choice of the native towers in an NCCL process group, where DDP
+    cannot reduce sparse gradients, and a TorchRec run that cannot run here
+    (`augkit.train.backend.check_backend`) are `ConfigError` s before anything is built."""
     check_sparse_reduction(config)
+    device = resolve_device(config.device)
+    check_backend(config, device)
     parts = parts or build_run(config)
-    device = resolve_device(parts.config.device)
     if parts.config.precision == "bf16-mixed" and device.type != "cuda":
         raise ConfigError(f"precision 'bf16-mixed' needs a CUDA device; the run is on {device}")
     torch.set_num_threads(parts.config.threads or threads.default_threads())
     if device.type == "cuda":
         torch.cuda.set_device(device)
     parts = place(parts, device)
-    if distributed.is_distributed():
+    if parts.config.model.backend == "torchrec":
+        parts = on_torchrec(parts, device)
+    elif distributed.is_distributed():
         ddp = torch.nn.parallel.DistributedDataParallel(parts.towers, device_ids=[device] if device.type == "cuda" else None)
         parts = attrs.evolve(parts, towers=ddp)
     return parts
 
 
 def check_sparse_reduction(config: TrainConfig) -> None:
-    """`ConfigError` before anything is built where a sparse ``optim.tables`` choice meets an
-    NCCL process group: DDP reduces sparse gradients with gloo only."""
+    """`ConfigError` before anything is built where a sparse ``optim.tables`` choice of the
+    native towers meets an NCCL process group: DDP reduces sparse gradients with gloo only."""
     tables = config.optim.tables
-    if tables != "adam" and distributed.is_distributed() and torch.distributed.get_backend() == "nccl":
+    if tables != "adam" and config.model.backend == "native" and distributed.is_distributed() and torch.distributed.get_backend() == "nccl":
         raise ConfigError(
             f"optim.tables = {tables!r}: the id tables' sparse gradients cannot be reduced over CUDA processes "
             '(NCCL); set optim.tables = "adam" (dense Adam on every parameter), use the TorchRec backend '
@@ -268,11 +280,35 @@ def check_sparse_reduction(config: TrainConfig) -> None:
         )
 
 
-def joined(config: TrainConfig) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def joined(config: TrainConfig) -> Iterator[None]:
     """Under torchrun, the process group for the block (nccl when the config's device is
-    CUDA, gloo otherwise), left when the block ends cleanly (`augkit.distributed.process_group`)."""
+    CUDA, gloo otherwise), left when the block ends cleanly (`augkit.distributed.process_group`).
+    Alone on ``model.backend = "torchrec"``, a group of this one process, which TorchRec's
+    sharding needs (`augkit.torchrec.sharding.local_process_group`)."""
     wanted = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    return distributed.process_group(torch.device(wanted).type)
+    device_type = torch.device(wanted).type
+    with distributed.process_group(device_type), contextlib.ExitStack() as alone:
+        if config.model.backend == "torchrec":
+            alone.enter_context(local_process_group(device_type))  # nothing under torchrun
+        yield
+
+
+@contextlib.contextmanager
+def ready(config: TrainConfig) -> Iterator[tuple[RunParts, Any]]:
+    """A run of `config` ready to step without the loop, on either backend: its process group
+    joined (`joined`), its parts prepared (`prepare`) and its optimizer
+    (`augkit.train.backend.build_run_optimizer`), for the block::
+
+        with ready(config) as (parts, optimizer):
+            losses = train_step(parts, rows, generator)
+            optimizer.zero_grad(set_to_none=True)
+            losses.total.backward()
+            optimizer.step()
+    """
+    with joined(config):
+        parts = prepare(config)
+        yield parts, build_run_optimizer(parts)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,9 @@ id embedding tables where ``optim.tables`` chooses one.
   other parameter (default embeddings, dense projections, MLPs, a loss's parameters) keeps
   dense Adam at ``lr`` with ``weight_decay``. A step then costs the batch's rows, not the
   catalog's.
+* ``model.backend = "torchrec"``: the tables' ``sparse_adam`` or ``rowwise_adagrad`` is
+  FBGEMM's, fused into the backward pass of the sharded collection; `FusedTablesOptimizer`
+  steps dense Adam beside it (`build_fused_optimizer`).
 
 A table's rows *in the batch* at a step are those whose gradient is not zero: the ids present
 and kept in the batch's features (a masked or padded position reads a row with weight 0 and
@@ -26,6 +29,7 @@ import torch
 from torch import nn
 
 from augkit.errors import ConfigError
+from augkit.torchrec.sharding import dense_parameters, full_optimizer_state, load_optimizer_state
 from augkit.train.config import OptimConfig
 
 ROWWISE_EPS = 1e-8
@@ -121,6 +125,51 @@ class SparseTablesOptimizer:
         """Take back `state_dict`'s output (`KeyError` if a part is missing)."""
         self.dense.load_state_dict(state["dense"])
         self.tables.load_state_dict(state["tables"])
+
+
+class FusedTablesOptimizer:
+    """Dense Adam for every parameter but the id tables, beside the fused table optimizer of the
+    ``torchrec`` backend (``model.fused_optimizer`` of a sharded model,
+    `augkit.torchrec.sharding.shard`), which updates the tables in the backward pass: `step`
+    steps dense Adam only. `param_groups` lists dense Adam's groups first, then the fused
+    optimizer's.
+
+    Its state dict holds the tables' optimizer state whole (row-wise Adagrad's accumulator per
+    row), gathered from every process: saving and loading it are collectives, called on every
+    process, and a state saved by N processes loads under any number and sharding."""
+
+    def __init__(self, dense: torch.optim.Optimizer, sharded: Any) -> None:
+        self.dense, self.sharded = dense, sharded
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [*self.dense.param_groups, *self.sharded.fused_optimizer.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.dense.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        """Step dense Adam (the tables moved in the backward pass)."""
+        self.dense.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"dense": dense Adam's state dict, "tables": {"<table parameter>/<state name>":
+        whole tensor}}`` (`augkit.torchrec.sharding.full_optimizer_state`); a collective."""
+        return {"dense": self.dense.state_dict(), "tables": full_optimizer_state(self.sharded)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Take back `state_dict`'s output, each process its shards (`KeyError` if a part is missing)."""
+        self.dense.load_state_dict(state["dense"])
+        load_optimizer_state(self.sharded, state["tables"])
+
+
+def build_fused_optimizer(config: OptimConfig, sharded: Any, others: Iterable[nn.Module | None]) -> FusedTablesOptimizer:
+    """The optimizer of a run on the ``torchrec`` backend: dense Adam (``lr``, ``weight_decay``)
+    over the sharded model's dense parameters (`augkit.torchrec.sharding.dense_parameters`) and
+    those of `others` (the losses; None skipped), beside the model's fused table optimizer."""
+    parameters = [*dense_parameters(sharded), *(p for module in others if module is not None for p in module.parameters())]
+    unique = list({id(p): p for p in parameters}.values())
+    return FusedTablesOptimizer(torch.optim.Adam(unique, lr=config.lr, weight_decay=config.weight_decay), sharded)
 
 
 def build_optimizer(config: OptimConfig, modules: Iterable[nn.Module | None]) -> torch.optim.Optimizer | SparseTablesOptimizer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -25,8 +25,8 @@ from augkit.testing import check_global_rngs_untouched, check_reproducible
 from augkit.towers import ParameterPart, Tower, TowerConfig, check_parameter_memory, parameter_parts
 from augkit.train.config import Component, TrainConfig
 from augkit.train.contracts import augmentations, culprit
-from augkit.train.optimizers import use_sparse_gradients
 from augkit.train.history import HISTORY_FEATURE, with_history
+from augkit.train.optimizers import use_sparse_gradients
 
 log = logging.getLogger("augkit.train")
 
@@ -63,8 +63,9 @@ class RunParts:
     """The SSL views; a single-view augmentation of the config is lifted to `TwoViews`."""
     feature_dropout: Any | None
     train_counts: torch.Tensor
-    towers: nn.Module
-    """`TowerStep` over ``model`` (in DDP when distributed): the step's one forward."""
+    towers: Callable[..., tuple[torch.Tensor | None, ...]]
+    """The step's one forward: `TowerStep` over ``model`` (in DDP when distributed), or on the
+    torchrec backend `augkit.train.backend.TorchRecStep`."""
 
 
 def split_for(config: TrainConfig, dataset: RecDataset) -> Split:
@@ -273,10 +274,11 @@ def build_model(
     First their parameters (and, when `training`, the optimizer state of ``optim.tables``,
     `with_optimizer_state`) are estimated and checked against the free memory of the host
     (where they are built) and of a CUDA ``device``: too large a model is a `ConfigError`
-    naming the ``model.*`` setting or the feature behind it, before any table is allocated.
-    When `training` with a sparse ``optim.tables`` choice, the id tables produce sparse
-    gradients (`augkit.train.optimizers.use_sparse_gradients`). Serving builds with
-    ``training=False``."""
+    naming the ``model.*`` setting or the feature behind it, before any table is allocated;
+    on the torchrec backend the check counts the id tables twice (the native towers and the
+    TorchRec copy, `augkit.train.backend`). When `training` natively with a sparse
+    ``optim.tables`` choice, the id tables produce sparse gradients
+    (`augkit.train.optimizers.use_sparse_gradients`). Serving builds with ``training=False``."""
     generator = generator_for(config.seed, STREAM_INIT)
     shape = {
         "hidden": config.model.hidden,
@@ -294,8 +296,9 @@ def build_model(
         devices.append("cuda" if config.device == "auto" else config.device)
     what = "the towers' parameters"
     if training:
-        parts = [with_optimizer_state(part, config.optim.tables) for part in parts]
-        what += f" and {OPTIMIZER_STATE[config.optim.tables]}"
+        copies = [] if config.model.backend == "native" else [p._replace(label=f"{p.label}'s TorchRec copy") for p in parts if p.rows]
+        parts = [with_optimizer_state(part, config.optim.tables) for part in parts] + copies
+        what += f" and {OPTIMIZER_STATE[config.optim.tables]}" + (" and the TorchRec copy of the id tables" if copies else "")
     for device in devices:
         check_parameter_memory(parts, device, what=what, prefix="model.")
     item_tower = Tower(items.schema, **shape, generator=generator)
@@ -304,7 +307,7 @@ def build_model(
         generator=generator,
     )
     model = nn.ModuleDict({"query": query_tower, "item": item_tower})
-    if training and config.optim.tables != "adam":
+    if training and config.optim.tables != "adam" and config.model.backend == "native":
         use_sparse_gradients(model)
     return model
 

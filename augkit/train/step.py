@@ -84,8 +84,9 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
         negative_items = under_contract(lambda e: drawer, step, lambda: next(parts.negatives.batches(generator)))
         negative_items = negative_items.to(device, non_blocking=True)
         negatives = parts.dataset.items.select(negative_items)
+    lookup = {"stride": _lookup_rows(sizes, ssl_sizes, negatives)} if config.model.backend == "torchrec" else {}
     with _autocast(parts, device):
-        query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives)
+        query, item, z1, z2, negative = parts.towers(query_batch, item_batch, views, negatives, **lookup)
     query, item = _for_loss(query), _for_loss(item)
     log_q = negative_log_q = None
     if parts.frequency is not None:
@@ -132,6 +133,15 @@ def _part(batch: FeatureBatch, sizes: list[int]) -> FeatureBatch:
         return batch
     start = sum(sizes[: distributed.rank()])
     return batch.select(torch.arange(start, start + sizes[distributed.rank()], device=batch.device))
+
+
+def _lookup_rows(sizes: list[int], ssl_sizes: list[int] | None, negatives: FeatureBatch | None) -> int:
+    """The rows per key of the torchrec backend's one lookup (`augkit.train.backend.TorchRecStep`):
+    the most item-side rows of any process (its main items, its two views' parts and every
+    negative; a process's queries are fewer), from the global sizes, so the same on every
+    process, as row-wise sharded tables need."""
+    views = ssl_sizes or [0] * len(sizes)
+    return max(main + 2 * ssl for main, ssl in zip(sizes, views, strict=True)) + (0 if negatives is None else negatives.batch_size)
 
 
 def _uniform_items(parts: RunParts, generator: torch.Generator) -> torch.Tensor:
