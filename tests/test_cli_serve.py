@@ -104,7 +104,7 @@ def test_export_reports_the_checks(run_dir, tmp_path):
     result = invoke("export", run_dir, "--out", out, "--index", "faiss", "--format", "npy")
     assert result.exit_code == 0, result.output
     assert "max |exported - trained| = 0.00e+00 (query)" in result.output
-    assert re.search(r"FAISS flat over 3000 items, \d+ test users \(not used to calibrate it\): recall@10 1.0000, recall@50 1.0000", result.output)
+    assert re.search(r"FAISS flat over 3000 items, \d+ test users \(not used to calibrate it\): recall@10 (1\.0000|0\.999\d), recall@50 (1\.0000|0\.999\d)", result.output)  # near-ties may swap
     assert (out / "items.faiss").is_file() and (out / "item_embeddings.npy").is_file()
     again = invoke("export", run_dir, "--out", out)
     assert again.exit_code == 1 and "holds an earlier export" in again.output and "--overwrite" in again.output

@@ -69,7 +69,9 @@ def test_export_writes_keyed_embeddings_and_a_manifest(run, exported):
     assert seen["items"][seen["indptr"][42] : seen["indptr"][43]].tolist() == sorted(run.seen_items(42)[0])
     report = json.loads((out / "export_report.json").read_text())
     assert report["max_abs_diff"]["query"] <= 1e-6 and report["max_abs_diff"]["item"] <= 1e-6
-    assert report["ann"]["recall@10"] == 1.0 and report["ann"]["same_top10"] == 1.0  # flat is exact
+    # flat is exact up to float32 summation order (FAISS's BLAS and torch's matmul sum the
+    # inner products in different orders), which can swap two near-tied items at rank 10
+    assert report["ann"]["recall@10"] >= 0.999 and report["ann"]["same_top10"] >= 0.998
     assert report["ann"]["latency_ms"]["ann_one_query"] > 0
 
 
