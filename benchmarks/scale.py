@@ -43,7 +43,7 @@ FLAT_CANDIDATES = ("sparse_adam", "rowwise_adagrad")
 EPOCH_TARGET_MINUTES = 30.0
 EPOCH_TABLES = "sparse_adam"
 """``optim.tables`` of the epoch run: the sparse path."""
-RELATIVE_TARGETS = (("torchrec", "sparse_adam", 1.5, 1_000_000),)
+RELATIVE_TARGETS = (("torchrec", "rowwise_adagrad", 1.5, 1_000_000),)
 """(candidate, reference, factor, items): the candidate's step at most `factor` times the
 reference's at `items` items (at the largest size both ran, where smaller: indicative); held
 only where both candidates ran."""

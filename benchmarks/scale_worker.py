@@ -27,6 +27,7 @@ import gc
 import json
 import sys
 import time
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from torch import nn
 from augkit.data.dataset import RecDataset
 from augkit.errors import ConfigError
 from augkit.train import TrainConfig, build_run, config_from_dict, train
-from augkit.train.loop import prepare
+from augkit.train.loop import joined, prepare
 from augkit.train.run import build_augmentation, load_dataset
 from benchmarks.memory import _status_bytes, peak_rss
 from benchmarks.timing import profile_top, time_side_by_side
@@ -52,12 +53,15 @@ WARM_UP_DATA = {"items": 1_000, "users": 200, "events_per_user": 10}
 @attrs.frozen
 class Candidate:
     """One way of training at scale: `build` makes a ready step (`benchmarks.training.Step`:
-    the trainer's run, optimizer and step) from the size's config and data. `requires`: the
-    modules it imports; where one is missing the candidate reads "not installed"."""
+    the trainer's run, optimizer and step) from the size's config and data, inside
+    `context(config)` (what the run needs held while it steps, such as a process group),
+    which ends before the next candidate. `requires`: the modules it imports; where one is
+    missing the candidate reads "not installed"."""
 
     name: str
     build: Callable[[TrainConfig, RecDataset], Step]
     requires: tuple[str, ...] = ()
+    context: Callable[[TrainConfig], contextlib.AbstractContextManager[Any]] = lambda config: contextlib.nullcontext()
 
 
 def trainer_with(tables: str) -> Callable[[TrainConfig, RecDataset], Step]:
@@ -71,11 +75,34 @@ def trainer_with(tables: str) -> Callable[[TrainConfig, RecDataset], Step]:
     return build
 
 
+def with_torchrec(config: TrainConfig) -> TrainConfig:
+    """`config` on the TorchRec backend: its tables in FBGEMM's fused row-wise Adagrad (the
+    kernel FBGEMM has on CPU), the rest dense Adam."""
+    return attrs.evolve(
+        config,
+        model=attrs.evolve(config.model, backend="torchrec"),
+        optim=attrs.evolve(config.optim, tables="rowwise_adagrad"),
+    )
+
+
+def torchrec_trainer(config: TrainConfig, dataset: RecDataset) -> Step:
+    """The trainer's own run on ``model.backend = "torchrec"`` (`with_torchrec`), sharded in a
+    process group of this one process (held by the candidate's context, `torchrec_group`)."""
+    config = with_torchrec(config)
+    return Step.build(prepare(config, build_run(config, dataset)))
+
+
+def torchrec_group(config: TrainConfig) -> contextlib.AbstractContextManager[Any]:
+    """The one-process group TorchRec's sharding needs (`augkit.train.loop.joined`)."""
+    return joined(with_torchrec(config))
+
+
 CANDIDATES = {
     candidate.name: candidate
     for candidate in (
         Candidate("sparse_adam", trainer_with("sparse_adam")),
         Candidate("rowwise_adagrad", trainer_with("rowwise_adagrad")),
+        Candidate("torchrec", torchrec_trainer, requires=("torchrec", "fbgemm_gpu"), context=torchrec_group),
         Candidate("adam", trainer_with("adam")),
     )
 }
@@ -153,7 +180,8 @@ def measure(
         }
 
     try:
-        measured, peak = peak_rss(run)
+        with candidate.context(config):
+            measured, peak = peak_rss(run)
     except (ConfigError, MemoryError) as error:
         return {**record, "status": "skipped", "reason": f"{type(error).__name__}: {error}"}
     finally:
@@ -168,9 +196,12 @@ def warm_up(spec: dict[str, Any]) -> None:
     config = base_config({**spec, **WARM_UP_DATA})
     dataset = load_dataset(config)
     for name in spec["candidates"]:
-        step = CANDIDATES[name].build(config, dataset)
-        step()
-        step()
+        candidate = CANDIDATES[name]
+        with candidate.context(config):
+            step = candidate.build(config, dataset)
+            step()
+            step()
+            del step
     gc.collect()
 
 

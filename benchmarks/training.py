@@ -18,7 +18,8 @@ import torch
 from augkit.data.synthetic import make_synthetic
 from augkit.random import generator_for
 from augkit.train import RunParts, build_run, config_from_dict
-from augkit.train.optimizers import SparseTablesOptimizer, build_optimizer
+from augkit.train.backend import build_run_optimizer
+from augkit.train.optimizers import FusedTablesOptimizer, SparseTablesOptimizer
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP
 from augkit.train.step import train_step
 from benchmarks.profiles import TARGET_TRAIN_BATCH, Profile
@@ -33,18 +34,19 @@ class Step:
     """One training step of `parts` as `augkit.train.loop.Loop` takes it: the next
     ``main.batch_size`` rows of the first epoch's permutation of the training rows (wrapping
     around at its end), `train_step` with the step's generator, zero_grad, backward and a step
-    of the optimizer `augkit.train.optimizers.build_optimizer` makes from ``[optim]``."""
+    of the run's optimizer (`augkit.train.backend.build_run_optimizer`: from ``[optim]``, fused
+    tables on TorchRec)."""
 
     parts: RunParts
     order: torch.Tensor
-    optimizer: torch.optim.Optimizer | SparseTablesOptimizer
+    optimizer: torch.optim.Optimizer | SparseTablesOptimizer | FusedTablesOptimizer
     step: int = 0
 
     @classmethod
     def build(cls, parts: RunParts) -> Step:
         config = parts.config
         order = torch.randperm(len(parts.split.train), generator=generator_for(config.seed, STREAM_EPOCH, 0))
-        optimizer = build_optimizer(config.optim, [parts.model, parts.main_loss, parts.ssl_loss])
+        optimizer = build_run_optimizer(parts)
         return cls(parts, order.to(parts.queries.device), optimizer)
 
     def __call__(self) -> None:
