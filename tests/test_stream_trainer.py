@@ -84,3 +84,54 @@ def test_streamed_training_validates_and_tests_by_time(tmp_path, examples):
     for name in ("all", "head", "tail", "cold"):
         assert name in metrics["model"]
     assert 0 <= metrics["model"]["all"]["recall@10"] <= 1
+
+
+def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path, examples):
+    import tomli_w
+
+    data = config(tmp_path, examples, epochs=3, checkpoint_every=2)
+    (tmp_path / "run.toml").write_text(tomli_w.dumps(data))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml")]
+    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
+    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "runs" / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists() and not (tmp_path / "runs" / "killed" / "metrics.json").exists()
+    resumed = subprocess.run([*command, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
+    assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
+    assert again["training"]["last_losses"] == whole["training"]["last_losses"]
+
+
+def test_resume_from_every_checkpoint_step_matches(tmp_path, examples):
+    """In process: stopped after k steps (max_steps, as a kill leaves it), then resumed."""
+    from augkit.train import train
+
+    whole = run_training(config_from_dict(config(tmp_path, examples, name="whole")))
+    for stop in (3, 5):  # mid-epoch, at checkpoints (checkpoint_every = 3 does not save at 5: resumes from 3)
+        name = f"stopped{stop}"
+        train(config_from_dict(config(tmp_path, examples, name=name)), max_steps=stop)
+        again = run_training(config_from_dict(config(tmp_path, examples, name=name)), on_existing="resume")
+        assert again["model"] == whole["model"] and again["training"]["last_losses"] == whole["training"]["last_losses"]
+
+
+def test_bad_examples_are_named_before_training(tmp_path, examples):
+    data = config(tmp_path, examples)
+    data["data"]["examples"]["item"] = "itme"
+    with pytest.raises(DataFileError, match="itme"):
+        run_training(config_from_dict(data))
+    assert not (tmp_path / "runs").exists()
+    data = config(tmp_path, examples)
+    data["data"]["examples"]["users"] = {"hash_buckets": 3, "vocabulary": "u.parquet"}
+    with pytest.raises(ConfigError, match="one of"):
+        config_from_dict(data)
+    data = config(tmp_path, examples)
+    del data["data"]["examples"]["test_after"]
+    with pytest.raises(ConfigError, match="test"):
+        config_from_dict(data)
