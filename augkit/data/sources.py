@@ -9,6 +9,9 @@ with its `DataKeys` (the raw user and item keys behind the dense ids, for servin
 * ``movielens-100k``: your copy of MovieLens-100K in ``data.path``; users and items are the
   MovieLens ids (ints, id + 1), with the titles of ``u.item`` and the feature vocabularies of
   `load_movielens_items`.
+* ``examples``: training events streamed from Parquet, described by ``data.examples``
+  (`augkit.data.streamed.ExamplesSource`); its data set is the item table and the held-out
+  events as queries (`StreamedData.dataset`). Serving keys are not given yet.
 * ``tables``: your own files, described by ``data.tables`` (`TablesConfig`); the keys and
   vocabularies that `read_tables` returns: strings, or ints where ``key_type`` is ``"int"``;
   the titles of an item file's ``title`` column, if one names it.
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 import attrs
 
 from augkit.data.dataset import RecDataset
+from augkit.data.examples import open_examples
 from augkit.data.fingerprint import files_fingerprint
 from augkit.data.keys import DataKeys, KeyIndex, identity_keys
 from augkit.data.movielens import (
@@ -37,6 +41,7 @@ from augkit.data.movielens import (
     load_movielens_items,
     load_movielens_titles,
 )
+from augkit.data.streamed import ExamplesSource, StreamedData, load_examples
 from augkit.data.synthetic import SyntheticConfig, make_synthetic
 from augkit.data.tables import LoadedTables, read_tables
 from augkit.data.tables_config import TablesConfig
@@ -50,6 +55,7 @@ class DataOptions(Protocol):
     path: str
     synthetic: SyntheticConfig
     tables: TablesConfig | None
+    examples: ExamplesSource | None
 
 
 @attrs.frozen
@@ -148,10 +154,37 @@ def _tables_fingerprint(data: DataOptions) -> dict[str, Any]:
     return {"files": files_fingerprint([tables.interactions.path, *(f.path for f in (*tables.items, *tables.users))])}
 
 
+def examples_config(data: DataOptions) -> ExamplesSource:
+    """``data.examples``; a `ConfigError` when it is not set."""
+    if data.examples is None:
+        raise ConfigError("data.examples must describe the Parquet examples for source 'examples'")
+    return data.examples
+
+
+def load_streamed(data: DataOptions) -> StreamedData:
+    """The ``examples`` source loaded (`augkit.data.streamed.load_examples`)."""
+    return load_examples(examples_config(data))
+
+
+def _examples(data: DataOptions) -> RecDataset:
+    return load_streamed(data).dataset
+
+
+def _examples_with_keys(data: DataOptions) -> tuple[RecDataset, DataKeys]:
+    raise ConfigError("serving a run of the 'examples' source (its user and item keys) is not supported yet")
+
+
+def _examples_fingerprint(data: DataOptions) -> dict[str, Any]:
+    source = examples_config(data)
+    files = [file.path for file in source.items]
+    return {"files": files_fingerprint(files), "examples": open_examples(source.reader).digest()}
+
+
 SOURCES: Mapping[str, DataSource] = MappingProxyType({
     "synthetic": DataSource(_synthetic, _synthetic_with_keys, _synthetic_fingerprint),
     "movielens-100k": DataSource(_movielens, _movielens_with_keys, _movielens_fingerprint),
     "tables": DataSource(_tables, _tables_with_keys, _tables_fingerprint),
+    "examples": DataSource(_examples, _examples_with_keys, _examples_fingerprint),
 })
 """Every data source by its ``data.source`` name."""
 

@@ -279,6 +279,20 @@ def read_tables(
     return LoadedTables(dataset, items, users, titles)
 
 
+def read_item_files(
+    files: Sequence[FeatureFile], key_type: str = "str"
+) -> tuple[ItemTable, tuple[str | None, ...] | None, tuple[str, ...]]:
+    """The item table of item feature files alone, with no interaction log: the items are the
+    keys of `files`, with ids and features as `read_tables` gives them (``item_id`` first), the
+    titles (None without a title column) and the notes on bag widths. For sources whose events
+    are not held in memory (the ``examples`` source), where the item files define the items."""
+    if not files:
+        _fail("no item file: at least one [[items]] table must name the file whose keys are the items")
+    report: list[str] = []
+    items, _, titles = _entity(None, files, report, entity="item", key_type=key_type)
+    return items, titles, tuple(report)
+
+
 @attrs.frozen(eq=False)
 class _Logged:
     """The `entity` keys of the log: `column` of `log`, compared as `key_type`."""
@@ -293,23 +307,32 @@ class _Logged:
 
 
 def _entity(
-    logged: _Logged, configs: Sequence[FeatureFile], report: list[str]
+    logged: _Logged | None,
+    configs: Sequence[FeatureFile],
+    report: list[str],
+    *,
+    entity: str = "",
+    key_type: str = "str",
 ) -> tuple[ItemTable, np.ndarray, tuple[str | None, ...] | None]:
     """The feature table of the items (or users), the ids of the logged keys and the titles
     (None without a title column); appends the join report of each feature file, and its
-    notes on bag widths, to `report`."""
-    entity = logged.entity
-    log_keys = logged.keys()
+    notes on bag widths, to `report`. Without a log (`logged` None: `entity` and `key_type`
+    say what the keys are), the keys of the files alone, and no join report."""
+    if logged is not None:
+        entity, key_type = logged.entity, logged.key_type
+    log_keys = logged.keys() if logged is not None else np.empty(0, dtype=object)
     files = [
         (file, _read(file, [file.key, *([] if file.title is None else [file.title]), *(f.column for f in file.features)]))
         for file in configs
     ]
-    keys = [_keys(table, file.key, f"{entity} key", logged.key_type) for file, table in files]
+    keys = [_keys(table, file.key, f"{entity} key", key_type) for file, table in files]
     vocabulary, ids = encode(np.concatenate([log_keys, *keys]))
-    if logged.key_type == "str" and (twins := integer_twins(vocabulary)) is not None:
+    if key_type == "str" and (twins := integer_twins(vocabulary)) is not None:
+        source = f"the {entity} files" if logged is None else (
+            f"column {logged.column!r} of {str(logged.log.file)!r}{f' and the {entity} files' if configs else ''}"
+        )
         report.append(
-            f"{entity} keys (column {logged.column!r} of {str(logged.log.file)!r}"
-            f"{f' and the {entity} files' if configs else ''}): "
+            f"{entity} keys ({source}): "
             f"{twins[0]!r} and {twins[1]!r} spell the same integer but are different {entity}s, as the "
             f'keys compare as text; set key_type = "int" (or key_type = {{ {entity} = "int" }}) to '
             "read them as one"
@@ -325,7 +348,8 @@ def _entity(
     per_file = zip(files, keys, np.split(ids, bounds[:-1])[1:], strict=True)
     for i, ((file, table), file_keys, rows) in enumerate(per_file):
         where = f"{entity}s[{i}] {str(file.path)!r}"
-        report.extend(_join(where, logged, log_keys, logged_ids, file, table, file_keys, rows))
+        if logged is not None:
+            report.extend(_join(where, logged, log_keys, logged_ids, file, table, file_keys, rows))
         if file.form == "wide":
             _unique_keys(entity, file, table, rows)
         if file.title is not None:

@@ -371,3 +371,20 @@ def structure_tables(value: Any) -> TablesConfig:
     a config reader to name their key paths (`augkit.config_io.messages`): the trainer's
     ``[data.tables]``."""
     return _converter.structure(value, TablesConfig)
+
+
+def structure_item_files(value: Any) -> tuple[FeatureFile, ...]:
+    """Feature files (``[[items]]`` tables) from plain data, read as ``[data.tables]`` reads
+    its ``items``; faults raise cattrs' errors (see `structure_tables`)."""
+    return _converter.structure(value, tuple[FeatureFile, ...])
+
+
+def structure_key_types(value: Any) -> KeyTypes:
+    """`KeyTypes` from ``"str"``, ``"int"`` or a table ``{user, item}``, as ``[data.tables]``
+    reads its ``key_type``."""
+    return _converter.structure(value, KeyTypes)
+
+
+def unstructure_item_files(files: tuple[FeatureFile, ...]) -> list[dict[str, Any]]:
+    """Plain data that `structure_item_files` reads back."""
+    return _converter.unstructure(files, tuple[FeatureFile, ...])

@@ -112,6 +112,8 @@ def _train_and_test(
             validation["model"] = result.best["metrics"]
         timing = {"training_seconds": result.seconds, **result.timing, "test_seconds": test_seconds}
         report = {"training": training, "timing": timing, "validation": validation, **metrics, "versions": versions()}
+        if parts.examples is not None:
+            report["examples"] = parts.examples.summary()
         if baseline_of is not None:
             report["baseline_of"] = baseline_of
         write = distributed.rank() == 0

@@ -22,6 +22,7 @@ import tomli_w
 from augkit.config_io import MAX_DEPTH, check_depth, join, kind, strict, strict_converter, structure
 from augkit.data.sources import SOURCES
 from augkit.data.synthetic import SyntheticConfig
+from augkit.data.streamed import ExamplesSource, structure_source
 from augkit.data.tables_config import TablesConfig, structure_tables
 from augkit.errors import ConfigError, UnknownNameError, check_known_keys
 from augkit.registry import get_registry
@@ -55,8 +56,13 @@ class DataConfig:
     tables: TablesConfig | None = None
     """The files of the ``tables`` source, the ``[data.tables]`` table (`TablesConfig`); checked
     when the config is read, the files when the data is loaded. An empty table is none."""
+    examples: ExamplesSource | None = None
+    """The streamed Parquet examples of the ``examples`` source, the ``[data.examples]`` table
+    (`augkit.data.streamed.ExamplesSource`); an empty table is none."""
 
     def __attrs_post_init__(self) -> None:
+        if (self.examples is not None) != (self.source == "examples"):
+            raise ValueError('source = "examples" reads [data.examples], and only it does: set both or neither')
         if self.tables is not None and self.source != "tables":
             raise ValueError(
                 f"tables is set but source is {self.source!r}, so the tables would be ignored; "
@@ -411,6 +417,11 @@ def _tables(value: Any, _: Any) -> TablesConfig | None:
 _converter = strict_converter()
 _converter.register_structure_hook_func(lambda t: t == TablesConfig | None, _tables)
 _converter.register_unstructure_hook(TablesConfig, TablesConfig.to_dict)
+_converter.register_structure_hook_func(
+    lambda t: t == ExamplesSource | None,
+    lambda value, _: None if value is None or (isinstance(value, Mapping) and not value) else structure_source(value),
+)
+_converter.register_unstructure_hook(ExamplesSource, ExamplesSource.to_dict)
 
 
 def _estimator(value: Any, _: Any) -> Component | None:

@@ -38,7 +38,8 @@ from augkit.train.progress import Progress
 from augkit.train.run import STREAM_EPOCH, STREAM_STEP, RunParts, build_run, generator_for
 from augkit.train.rundir import OnExisting, check_on_existing, hold
 from augkit.train.ssl_chance import SSLChance
-from augkit.train.step import TERMS, train_step
+from augkit.train.step import TERMS, StepLosses, step_losses, train_step
+from augkit.train.streamed import StreamedEpochs
 from augkit.train.validation import Validation, Validator
 
 log = logging.getLogger("augkit.train")
@@ -75,8 +76,12 @@ class Loop:
         self.max_steps = max_steps
         self.device = parts.queries.device
         self.optimizer = build_run_optimizer(parts)
+        self.streamed = None if parts.examples is None else StreamedEpochs(parts, self.device)
+        """The training batches of a streamed source (`augkit.train.streamed`), else None."""
         self.rows = len(parts.split.train)
         self.steps_per_epoch = math.ceil(self.rows / self.config.main.batch_size)
+        if self.streamed is not None:
+            self.rows, self.steps_per_epoch = parts.examples.files.num_rows, len(self.streamed)
         self.total_steps = self.steps_per_epoch * self.config.epochs
         self.present = {
             "total": True, "main": True, "ssl": parts.ssl_loss is not None, "spread_out": parts.spread_out is not None,
@@ -118,6 +123,9 @@ class Loop:
                 piece.close()
 
     def _epoch(self) -> None:
+        if self.streamed is not None:
+            self._streamed_epoch()
+            return
         batch_size = self.config.main.batch_size
         epoch, offset = divmod(self.step, self.steps_per_epoch)
         order = torch.randperm(self.rows, generator=generator_for(self.config.seed, STREAM_EPOCH, epoch))
@@ -132,8 +140,30 @@ class Loop:
         if self.step % self.steps_per_epoch == 0:
             self._end_epoch(epoch + 1, seconds, (self.step - first) * batch_size)
 
+    def _streamed_epoch(self) -> None:
+        """`_epoch` over the streamed examples: a step per batch of the loader."""
+        epoch, started, first = self.streamed.epoch, time.perf_counter(), self.step
+        batches = self.streamed.batches()
+        while not self._halted() and (batch := next(batches, False)) is not False:
+            if batch is None:  # no event of the batch is trained on: the step makes no update
+                self.step += 1
+                continue
+            generator = generator_for(self.config.seed, STREAM_STEP, self.step)
+            self._apply(step_losses(
+                self.parts, batch.queries, batch.items, batch.global_items, batch.sizes, generator, step=self.step
+            ))
+        batches.close()
+        seconds = time.perf_counter() - started
+        self.seconds += seconds
+        if self.step % self.steps_per_epoch == 0:
+            self.streamed.report_epoch(epoch + 1)
+            self._end_epoch(epoch + 1, seconds, (self.step - first) * self.config.main.batch_size)
+
     def _step(self, rows: torch.Tensor) -> None:
-        losses = train_step(self.parts, rows, generator_for(self.config.seed, STREAM_STEP, self.step), step=self.step)
+        self._apply(train_step(self.parts, rows, generator_for(self.config.seed, STREAM_STEP, self.step), step=self.step))
+
+    def _apply(self, losses: StepLosses) -> None:
+        """Back-propagate a step's `losses`, update, and tell the pieces."""
         self.optimizer.zero_grad(set_to_none=True)
         losses.total.backward()
         self.optimizer.step()
@@ -196,6 +226,8 @@ class Loop:
             "step": self.step, "seconds": self.seconds, "timing": dict(self.timing), "best": self.best,
             "last_losses": self.last_losses,
         }
+        if self.streamed is not None:
+            state["examples"] = self.streamed.state_dict()
         for piece in self.pieces:
             own = piece.state_dict()
             clash = set(own) & set(state)
@@ -215,6 +247,8 @@ class Loop:
             raise ValueError(f"missing {missing}, unexpected {unexpected}")
         self.step, self.seconds, self.timing = state["step"], state["seconds"], dict(state["timing"])
         self.best, self.last_losses = state["best"], state["last_losses"]
+        if self.streamed is not None:
+            self.streamed.load_state_dict(state["examples"])
         for piece in self.pieces:
             piece.load_state_dict(state)
 
@@ -231,7 +265,9 @@ def summary(parts: RunParts, device: torch.device) -> str:
     lines = [
         f"data {data.name!r}: {data.num_users} users, {data.num_items} items, {len(data.interactions)} interactions",
         (f"split: {len(split.train)} train, {len(split.valid)} validation, {len(split.test)} test events; "
-         f"{int(split.cold_items.sum())} cold items"),
+         f"{int(split.cold_items.sum())} cold items") if parts.examples is None else
+        (f"streamed: {parts.examples.files.num_rows} example rows; {len(split.valid)} validation, {len(split.test)} "
+         f"test events; {int(split.cold_items.sum())} items with no training event"),
         (f"towers: query {counts['query']:,} and item {counts['item']:,} parameters; "
          f"device {device}, {_count(torch.get_num_threads(), 'thread')}, precision {parts.config.precision}"),
     ]

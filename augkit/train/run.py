@@ -16,7 +16,8 @@ from augkit.augmentation import Augmentation, PairAugmentation
 from augkit.batch import FeatureBatch
 from augkit.compose import Sequential, TwoViews, from_config, prepare_config
 from augkit.data.dataset import RecDataset
-from augkit.data.sources import load_source
+from augkit.data.sources import load_source, load_streamed
+from augkit.data.streamed import StreamedData
 from augkit.data.splits import Split, split_interactions
 from augkit.errors import AugkitError, ConfigError, UnknownNameError
 from augkit.random import generator_for
@@ -66,6 +67,9 @@ class RunParts:
     towers: Callable[..., tuple[torch.Tensor | None, ...]]
     """The step's one forward: `TowerStep` over ``model`` (in DDP when distributed), or on the
     torchrec backend `augkit.train.backend.TorchRecStep`."""
+    examples: StreamedData | None = None
+    """The streamed training examples of the ``examples`` source (`augkit.train.streamed`
+    trains from them); None for the in-memory sources."""
 
 
 def split_for(config: TrainConfig, dataset: RecDataset) -> Split:
@@ -80,24 +84,32 @@ def split_for(config: TrainConfig, dataset: RecDataset) -> Split:
 
 
 def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunParts:
-    """Load data, split it and build towers, losses and augmentations from `config`."""
-    dataset = dataset if dataset is not None else load_dataset(config)
+    """Load data, split it and build towers, losses and augmentations from `config`. The
+    ``examples`` source streams its training events: its data is loaded afresh (`dataset`
+    unused), its split holds the held-out events (`augkit.data.streamed`)."""
+    examples = load_streamed(config.data) if config.data.source == "examples" else None
+    dataset = examples.dataset if examples is not None else dataset if dataset is not None else load_dataset(config)
     too_large = [k for k in config.eval.ks if k > dataset.num_items]
     if too_large:
         raise ConfigError(
             f"eval.ks: k={too_large[0]} exceeds the {dataset.num_items} items of data set {dataset.name!r}"
         )
-    split = split_for(config, dataset)
-    if len(split.train) == 0:
+    split = examples.split if examples is not None else split_for(config, dataset)
+    if examples is not None and not int(examples.train_counts.sum()):
+        raise ConfigError(f"the examples at {str(config.data.examples.reader.path)!r} leave no training event with a known item")
+    if examples is None and len(split.train) == 0:
         raise ConfigError(
             f"data set {dataset.name!r} leaves no training events after the split "
             f"(data.test_fraction, data.valid_fraction, data.cold_fraction)"
         )
-    queries = with_history(
-        dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
-    )
+    if examples is not None:
+        queries, train_counts = examples.queries, examples.train_counts
+    else:
+        queries = with_history(
+            dataset.users, split.train, num_items=dataset.num_items, history_len=config.data.history_len
+        )
+        train_counts = torch.bincount(split.train.items, minlength=dataset.num_items)
     model = build_model(config, dataset.items, queries)
-    train_counts = torch.bincount(split.train.items, minlength=dataset.num_items)
     gather = config.main.gather if config.main.gather is not None else distributed.world_size() > 1
     main_loss = build_component(
         "loss", config.main.loss, "main.loss",
@@ -141,6 +153,7 @@ def build_run(config: TrainConfig, dataset: RecDataset | None = None) -> RunPart
         feature_dropout=feature_dropout,
         train_counts=train_counts,
         towers=TowerStep(model),
+        examples=examples,
     )
 
 

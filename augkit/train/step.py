@@ -55,14 +55,31 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
     generator everywhere, so the views equal one process's. Plugin calls are checked: an
     exception or an off-contract return is a `PluginCallError` naming the plugin's
     distribution and `step`."""
-    config, train = parts.config, parts.split.train
+    train = parts.split.train
+    local, sizes = distributed.shard(rows)
+    query_batch = parts.queries.select(train.users[local])
+    return step_losses(parts, query_batch, train.items[local], train.items[rows], sizes, generator, step=step)
+
+
+def step_losses(
+    parts: RunParts,
+    query_batch: FeatureBatch,
+    items: torch.Tensor,
+    global_items: torch.Tensor,
+    sizes: list[int],
+    generator: torch.Generator,
+    *,
+    step: int = 0,
+) -> StepLosses:
+    """Losses of one step given this process's queries (`query_batch`, b rows) and their items
+    (``LongTensor[b]``), the global batch's items (``LongTensor[sum(sizes)]``, the same on every
+    process; this process's part is ``sizes[rank]`` rows at its offset): `train_step` after it
+    has picked the rows, and the streamed step (`augkit.train.streamed`)."""
+    config = parts.config
     device = parts.queries.device
     called = origins(config)
-    local, sizes = distributed.shard(rows)
     gathering = distributed.is_distributed() and getattr(parts.main_loss, "gather", False)
     extra = {"sizes": sizes} if gathering else {}
-    users, items, global_items = train.users[local], train.items[local], train.items[rows]
-    query_batch = parts.queries.select(users)
     item_batch = parts.dataset.items.select(global_items)
     if parts.feature_dropout is not None:
         item_batch = parts.feature_dropout(item_batch, generator=generator)
@@ -101,7 +118,7 @@ def train_step(parts: RunParts, rows: torch.Tensor, generator: torch.Generator, 
                 drawer = called["negatives"].describe()
                 mixed = check_log_prob(under_contract(lambda e: drawer, step, lambda: parts.negatives.log_prob(ids)), drawer, step, ids)
             return candidates_log_q(
-                value, per=parts.frequency.per, batch_size=len(rows), corrected=config.main.logq_correction == "corrected",
+                value, per=parts.frequency.per, batch_size=len(global_items), corrected=config.main.logq_correction == "corrected",
                 num_negatives=0 if negative_items is None else len(negative_items), negatives_log_prob=mixed,
             )
 
