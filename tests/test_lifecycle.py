@@ -11,6 +11,7 @@ import tomllib
 import pytest
 import torch
 from click.testing import CliRunner
+from workspaces import resume_killed, train_whole_and_kill
 
 from augkit.cli import main
 from augkit.errors import ConfigError
@@ -117,8 +118,8 @@ def test_device_that_is_not_here_is_a_one_line_error(tmp_path, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; none here")
 def test_cuda_training_has_no_host_syncs_in_the_step(tmp_path):
     from augkit.train.loop import prepare
-    from augkit.train.step import train_step
     from augkit.train.run import STREAM_STEP, generator_for
+    from augkit.train.step import train_step
 
     parts = prepare(small(tmp_path, device="cuda"), None)
     rows_ = torch.arange(512, device="cuda")
@@ -198,30 +199,12 @@ def test_tensorboard_events_when_the_extra_is_installed(tmp_path):
 
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_metrics(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     (tmp_path / "run.toml").write_text(
         f'output_dir = "{tmp_path / "runs"}"\nepochs = 2\nprogress = false\ncheckpoint_every = 5\n'
         "[main]\nbatch_size = 512\n[model]\nhidden = [16]\noutput_dim = 8\nembedding_dim = 8\n[ssl]\nbatch_size = 128\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml")]
-    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
-    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = tmp_path / "runs" / "killed" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert checkpoint.exists() and not (tmp_path / "runs" / "killed" / "metrics.json").exists()
-    resumed = subprocess.run([*command, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
+    command, env = train_whole_and_kill(tmp_path / "run.toml", tmp_path / "runs")
+    whole, again = resume_killed(command, env, tmp_path / "runs")
     assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
 
 

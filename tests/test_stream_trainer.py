@@ -3,12 +3,6 @@ and test by time, unknown item keys, bad input before training, and exact resume
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +10,11 @@ import pytest
 
 pa = pytest.importorskip("pyarrow")
 
+from workspaces import resume_killed, train_whole_and_kill
+
 from augkit.data.log_examples import LogColumns, build_examples  # noqa: E402
 from augkit.errors import ConfigError, DataFileError  # noqa: E402
-from augkit.train import config_from_dict, dump_config, run_training  # noqa: E402
+from augkit.train import config_from_dict, run_training  # noqa: E402
 
 ML_LATEST_SMALL = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "ml-latest-small"
 
@@ -91,20 +87,8 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_metrics(tmp_path, 
 
     data = config(tmp_path, examples, epochs=3, checkpoint_every=2)
     (tmp_path / "run.toml").write_text(tomli_w.dumps(data))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml")]
-    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
-    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = tmp_path / "runs" / "killed" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert checkpoint.exists() and not (tmp_path / "runs" / "killed" / "metrics.json").exists()
-    resumed = subprocess.run([*command, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
+    command, env = train_whole_and_kill(tmp_path / "run.toml", tmp_path / "runs")
+    whole, again = resume_killed(command, env, tmp_path / "runs")
     assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
     assert again["training"]["last_losses"] == whole["training"]["last_losses"]
 

@@ -9,11 +9,6 @@ Needs the `torchrec` extra (torchrec and fbgemm_gpu); skips without it."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -22,6 +17,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("fbgemm_gpu", reason="the torchrec extra is not installed (fbgemm-gpu-cpu); see the README's TorchRec section")
 pytest.importorskip("torchrec", reason="the torchrec extra is not installed (torchrec); see the README's TorchRec section")
+
+from workspaces import resume_killed, train_whole_and_kill
 
 from augkit.cli import main
 from augkit.errors import ConfigError
@@ -124,24 +121,13 @@ def test_a_run_ready_to_step_makes_one_lookup_per_step(tmp_path):
 
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path):
     (tmp_path / "run.toml").write_text(toml({**SMALL, "output_dir": str(tmp_path / "runs"), "checkpoint_every": 3}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "augkit", "train", str(tmp_path / "run.toml")]
-    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
-    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command, env = train_whole_and_kill(tmp_path / "run.toml", tmp_path / "runs")
     checkpoint = tmp_path / "runs" / "killed" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert checkpoint.exists() and not (tmp_path / "runs" / "killed" / "metrics.json").exists()
     saved = load_checkpoint(checkpoint)
     assert 0 < saved["step"] < 26
     accumulators = saved["optimizer"]["tables"]
     assert accumulators["tables.embedding_bags.item_item_id.weight/item_item_id.momentum1"].shape == (300,)
-    resumed = subprocess.run([*command, "--name", "killed", "--resume"], check=False, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    whole, again = (json.loads((tmp_path / "runs" / n / "metrics.json").read_text()) for n in ("whole", "killed"))
+    whole, again = resume_killed(command, env, tmp_path / "runs")
     assert again["model"] == whole["model"] and again["validation"] == whole["validation"]
     ends = [load_checkpoint(tmp_path / "runs" / n / "checkpoint.pt") for n in ("whole", "killed")]
     for part in ("model", "main_loss"):

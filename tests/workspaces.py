@@ -3,8 +3,13 @@ run there once per module, then a fresh copy per test as the working directory."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -41,3 +46,30 @@ def copy_to(source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     shutil.copytree(source, root)
     monkeypatch.chdir(root)
     return root
+
+
+def train_whole_and_kill(config: Path, runs: Path) -> tuple[list[str], dict[str, str]]:
+    """``augkit train CONFIG`` (one thread) to the end as run ``whole``, then again as run
+    ``killed``, killed with SIGKILL as soon as its first checkpoint is written (under `runs`,
+    the config's ``output_dir``). Returns the command and environment, for `resume_killed`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "augkit", "train", str(config)]
+    subprocess.run([*command, "--name", "whole"], check=True, env=env, capture_output=True)
+    killed = subprocess.Popen([*command, "--name", "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = runs / "killed" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert checkpoint.exists() and not (runs / "killed" / "metrics.json").exists()
+    return command, env
+
+
+def resume_killed(command: list[str], env: dict[str, str], runs: Path) -> tuple[dict, dict]:
+    """``--resume`` the run `train_whole_and_kill` killed; the metrics.json of ``whole`` and of
+    the resumed ``killed``."""
+    resumed = subprocess.run([*command, "--name", "killed", "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    whole, again = (json.loads((runs / name / "metrics.json").read_text()) for name in ("whole", "killed"))
+    return whole, again
