@@ -455,6 +455,24 @@ class TowerConfig:
         return attrs.asdict(self)
 
 
+def mlp_head(tower: nn.Module, x: torch.Tensor, generator: torch.Generator | None, *, who: str) -> torch.Tensor:
+    """A tower's layers after its input layer, on ``x`` (``[B, input width]``): each of
+    ``tower.hidden_layers`` -> activation -> dropout (in training, drawn per example from
+    `generator`, which ``dropout > 0`` requires; `who` names the tower in that error), then
+    ``tower.output``, then L2 normalisation where ``tower.config.normalize``. `Tower` and the
+    TorchRec towers' heads share it."""
+    config: TowerConfig = tower.config
+    activation, rate = ACTIVATIONS[config.activation], config.dropout
+    for layer in tower.hidden_layers:
+        x = activation(layer(x))
+        if tower.training and rate > 0.0:
+            check_generator(generator, f"{who} (training with dropout={rate})")
+            draws = uniform(x.shape[0], (x.shape[1],), granularity="example", generator=generator, device=x.device)
+            x = x * (draws >= rate) / (1.0 - rate)
+    x = tower.output(x)
+    return F.normalize(x, dim=-1) if config.normalize else x
+
+
 _CONFIG_KEYS = ("schema", "shared_tables", *(f.name for f in attrs.fields(TowerConfig)))
 
 
@@ -511,7 +529,6 @@ class Tower(nn.Module):
             _linear(fan_in, fan_out, generator) for fan_in, fan_out in itertools.pairwise(widths)
         )
         self.output = _linear(widths[-1], self.config.output_dim, generator)
-        self._activation = ACTIVATIONS[self.config.activation]
 
     @property
     def schema(self) -> FeatureSchema:
@@ -520,21 +537,7 @@ class Tower(nn.Module):
     def forward(
         self, batch: FeatureBatch, *, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        x = self.input_layer(batch)
-        for layer in self.hidden_layers:
-            x = self._dropout(self._activation(layer(x)), generator)
-        x = self.output(x)
-        return F.normalize(x, dim=-1) if self.config.normalize else x
-
-    def _dropout(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        rate = self.config.dropout
-        if not self.training or rate == 0.0:
-            return x
-        check_generator(generator, f"Tower (training with dropout={rate})")
-        draws = uniform(
-            x.shape[0], (x.shape[1],), granularity="example", generator=generator, device=x.device
-        )
-        return x * (draws >= rate) / (1.0 - rate)
+        return mlp_head(self, self.input_layer(batch), generator, who="Tower")
 
     def to_config(self) -> dict[str, Any]:
         """``{"schema", "shared_tables", **TowerConfig}`` as plain values; `from_config`

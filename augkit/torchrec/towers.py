@@ -43,15 +43,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from augkit.batch import FeatureBatch
 from augkit.errors import BatchValidationError, ConfigError, UnknownNameError
-from augkit.random import check_generator, uniform
 from augkit.schema import Dense, FeatureSchema, MultiCategorical
 from augkit.torchrec.convert import batches_to_kjt
-from augkit.towers import ACTIVATIONS, Tower, TowerConfig
+from augkit.towers import Tower, TowerConfig, mlp_head
 
 __all__ = ["TOWERS", "TorchRecTowers", "TowerHead", "table_key"]
 
@@ -105,7 +103,6 @@ class TowerHead(nn.Module):
         self.projections = nn.ModuleDict()
         self.hidden_layers = nn.ModuleList()
         self.output: nn.Linear | None = None
-        self._activation = ACTIVATIONS[config.activation]
 
     def forward(self, batch: FeatureBatch, pooled: Mapping[str, torch.Tensor], *, generator: torch.Generator | None = None) -> torch.Tensor:
         if batch.schema != self.schema:
@@ -124,20 +121,7 @@ class TowerHead(nn.Module):
                 present = (batch.kept[spec.name] & present.unsqueeze(1)).any(dim=1)
             mean = pooled[table_key(self.tower, spec.name)][:rows].to(default.dtype)
             blocks.append(torch.where(present.unsqueeze(1), mean, default))
-        x = torch.cat(blocks, dim=1)
-        for layer in self.hidden_layers:
-            x = self._dropout(self._activation(layer(x)), generator)
-        x = self.output(x)
-        return F.normalize(x, dim=-1) if self.config.normalize else x
-
-    def _dropout(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """`augkit.towers.Tower`'s dropout: per-example draws from `generator`, in training only."""
-        rate = self.config.dropout
-        if not self.training or rate == 0.0:
-            return x
-        check_generator(generator, f"TorchRecTowers (training with dropout={rate})")
-        draws = uniform(x.shape[0], (x.shape[1],), granularity="example", generator=generator, device=x.device)
-        return x * (draws >= rate) / (1.0 - rate)
+        return mlp_head(self, torch.cat(blocks, dim=1), generator, who="TorchRecTowers")
 
 
 def _concat(batches: Sequence[FeatureBatch]) -> FeatureBatch:
