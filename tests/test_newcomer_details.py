@@ -179,7 +179,7 @@ def test_the_tune_page_carries_a_caveat_under_ten_trials():
     plots = {"param_importances.png": "Parameter importances (fANOVA)"}
     few = tune_page(_Study(3), "n", "cfm", "valid/all/recall@50", (0,), ["optim.lr"], plots, complete=3, failed=0)
     assert "> note: the parameter importances are from 3 trials, fewer than 10: a rough guide" in few
-    enough = tune_page(_Study(FEW_TRIALS), "n", "cfm", "valid/all/recall@50", (0,), ["optim.lr"], plots,
+    enough = tune_page(_Study(FEW_TRIALS), "n", "cfm", "valid/all/recall@50", (0, 1, 2), ["optim.lr"], plots,
                        complete=FEW_TRIALS, failed=0)
     assert "> note" not in enough and few_trials_caveat(FEW_TRIALS) == ""
 
