@@ -5,7 +5,8 @@ one epoch at a million items through the trainer.
   clicks at every catalog size, so only the catalog grows), SSL on with the trainer's default
   augmentation, and the trainer's step (`benchmarks.training.Step`: `build_run`, the optimizer
   of ``[optim]``, `train_step`, backward, step) for each candidate of
-  `benchmarks.scale_worker.CANDIDATES` (``optim.tables`` = sparse_adam, rowwise_adagrad, adam):
+  `benchmarks.scale_worker.CANDIDATES` (``optim.tables`` = sparse_adam, rowwise_adagrad, adam,
+  and the trainer on ``model.backend = "torchrec"`` where TorchRec is installed):
   median step time and peak memory per size, and how each grows (`benchmarks.scaling`).
 * Epoch: one epoch of about 2e7 training events at 1e6 items, sparse path, SSL on, through
   `augkit.train.train` (the full profile only; it takes up to half an hour): the loop's own
