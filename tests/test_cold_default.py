@@ -8,21 +8,15 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
+from workspaces import TINY_RUN
 
+from augkit.errors import ConfigError
 from augkit.experiments.spec import check_tuned
 from augkit.experiments.variants import ID_DROPOUT, VARIANTS, id_dropout, variant_config
-from augkit.errors import ConfigError
 from augkit.train import build_run, config_from_dict, train
 from augkit.train.run import ITEM_ID_FEATURE, load_dataset
 
-TINY = {
-    "epochs": 1,
-    "progress": False,
-    "checkpoint_every": 0,
-    "main": {"batch_size": 1024},
-    "ssl": {"batch_size": 128},
-    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
-}
+TINY = {**TINY_RUN, "checkpoint_every": 0}
 
 
 def _default_moves(config) -> bool:

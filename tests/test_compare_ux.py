@@ -11,6 +11,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
+from workspaces import TINY_RUN
 
 from augkit.cli import main
 from augkit.errors import RunDirectoryError
@@ -28,14 +29,7 @@ from augkit.train.run import load_dataset
 
 pytest.importorskip("scipy.stats")
 
-TINY = {
-    "epochs": 1,
-    "progress": False,
-    "checkpoint_every": 0,
-    "main": {"batch_size": 1024},
-    "ssl": {"batch_size": 128},
-    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
-}
+TINY = {**TINY_RUN, "checkpoint_every": 0}
 
 
 def small(tmp_path, **changes):

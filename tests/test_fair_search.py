@@ -8,25 +8,26 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from workspaces import TINY_RUN
 
 from augkit.cli import main
 from augkit.errors import ConfigError
 from augkit.experiments import compare as compare_module
 from augkit.experiments.compare import run_compare
-from augkit.experiments.spec import budget_warnings, compare_spec, parse_defines, parse_grid, read_tuned_budget
+from augkit.experiments.spec import (
+    budget_warnings,
+    compare_spec,
+    parse_defines,
+    parse_grid,
+    read_tuned_budget,
+)
 from augkit.experiments.tune import TUNE_SEED_OFFSET, run_tune, tuning_seeds
 from augkit.experiments.variants import variant_config
 from augkit.train import config_from_dict, dump_config
 
 pytest.importorskip("scipy.stats")
 
-TINY = {
-    "epochs": 1,
-    "progress": False,
-    "main": {"batch_size": 1024},
-    "ssl": {"batch_size": 128},
-    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
-}
+TINY = TINY_RUN
 TEMPERATURES = [0.05, 0.1]
 
 

@@ -19,6 +19,16 @@ from click.testing import CliRunner
 from augkit.cli import main
 
 
+TINY_RUN = {
+    "epochs": 1,
+    "progress": False,
+    "main": {"batch_size": 1024},
+    "ssl": {"batch_size": 128},
+    "model": {"hidden": [16], "output_dim": 8, "embedding_dim": 8},
+}
+"""A config small enough for a test to train it in seconds (one epoch, a tiny model)."""
+
+
 def invoke(*args: object):
     """``augkit ARGS`` in this process (click's runner), every argument as a string."""
     return CliRunner().invoke(main, [str(a) for a in args])
