@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 import cattrs.gen
+from cattrs.errors import IterableValidationError, IterableValidationNote
 
 from augkit.errors import ConfigError, UnknownNameError
 
@@ -31,6 +32,31 @@ def kind(value: Any) -> str:
         type(value),
         "a table" if isinstance(value, Mapping) else "a list" if isinstance(value, list) else type(value).__name__,
     )
+
+
+FAULTS = (ValueError, TypeError, LookupError, cattrs.BaseValidationError)
+"""What structuring one entry raises for bad data: a validator's fault, a wrong type, a missing
+or unknown key, or cattrs' collected faults."""
+
+
+def structure_named(value: Any, cls: type[T], converter: cattrs.Converter) -> tuple[T, ...]:
+    """A TOML table of name -> options (``features.genres = { ... }``) as `cls` instances, each
+    structured by `converter` from its options with ``name`` set to its key; a ``name`` key in
+    the options is refused. Every entry's fault is collected, as cattrs collects a list's."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected a table of feature name -> options, got {value!r} ({kind(value)})")
+    entries, errors = [], []
+    for name, options in value.items():
+        try:
+            if isinstance(options, Mapping) and "name" in options:
+                raise ValueError("unknown key 'name' (a feature's name is its key in features)")
+            entries.append(converter.structure({**options, "name": name} if isinstance(options, Mapping) else options, cls))
+        except FAULTS as error:
+            error.__notes__ = [*getattr(error, "__notes__", []), IterableValidationNote(f"feature {name}", name, cls)]
+            errors.append(error)
+    if errors:
+        raise IterableValidationError("While structuring features", errors, tuple[cls, ...])
+    return tuple(entries)
 
 
 def strict(

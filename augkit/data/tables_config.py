@@ -34,11 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
 import numpy as np
 from cattrs.errors import IterableValidationError, IterableValidationNote
 
-from augkit.config_io import kind, strict, strict_converter, structure, table_hook
+from augkit.config_io import FAULTS, kind, strict, strict_converter, structure, structure_named, table_hook
 from augkit.data.encoding import factorize
 from augkit.data.reader import Column, Source
 from augkit.validators import integer, one_of, registered
@@ -286,27 +285,11 @@ class TablesConfig:
 
 
 # -- reading from plain data --------------------------------------------------------------------
-_FAULTS = (ValueError, TypeError, LookupError, cattrs.BaseValidationError)
-"""What structuring one entry raises for bad data: a validator's fault, a wrong type, a missing
-or unknown key, or cattrs' collected faults."""
 
 
 def _features(value: Any, _: Any) -> tuple[FeatureColumn, ...]:
     """``features``: a table of feature name -> options."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table of feature name -> options, got {value!r} ({kind(value)})")
-    features, errors = [], []
-    for name, options in value.items():
-        try:
-            if isinstance(options, Mapping) and "name" in options:
-                raise ValueError("unknown key 'name' (a feature's name is its key in features)")
-            features.append(_converter.structure({**options, "name": name} if isinstance(options, Mapping) else options, FeatureColumn))
-        except _FAULTS as error:  # collected, as cattrs collects a list's faults
-            error.__notes__ = [*getattr(error, "__notes__", []), IterableValidationNote(f"feature {name}", name, FeatureColumn)]
-            errors.append(error)
-    if errors:
-        raise IterableValidationError("While structuring features", errors, tuple[FeatureColumn, ...])
-    return tuple(features)
+    return structure_named(value, FeatureColumn, _converter)
 
 
 def _feature_files(value: Any, _: Any) -> tuple[FeatureFile, ...]:
@@ -317,7 +300,7 @@ def _feature_files(value: Any, _: Any) -> tuple[FeatureFile, ...]:
     for i, entry in enumerate(value):
         try:
             files.append(_converter.structure(entry, FeatureFile))
-        except _FAULTS as error:  # collected, as cattrs collects a list's faults
+        except FAULTS as error:  # collected, as cattrs collects a list's faults
             error.__notes__ = [*getattr(error, "__notes__", []), IterableValidationNote(f"file {i}", i, FeatureFile)]
             errors.append(error)
     if errors:

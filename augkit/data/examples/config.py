@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
-from cattrs.errors import IterableValidationError, IterableValidationNote
 
-from augkit.config_io import kind, strict, strict_converter, structure
+from augkit.config_io import strict, strict_converter, structure, structure_named
 from augkit.validators import integer, one_of
 
 FEATURE_TYPES: tuple[str, ...] = ("categorical", "multi_categorical")
@@ -133,27 +131,9 @@ class ExamplesConfig:
         return _converter.unstructure(self)
 
 
-_FAULTS = (ValueError, TypeError, LookupError, cattrs.BaseValidationError)
-
-
 def _features(value: Any, _: Any) -> tuple[QueryFeature, ...]:
     """``features``: a table of feature name -> options."""
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected a table of feature name -> options, got {value!r} ({kind(value)})")
-    features, errors = [], []
-    for name, options in value.items():
-        try:
-            if isinstance(options, Mapping) and "name" in options:
-                raise ValueError("unknown key 'name' (a feature's name is its key in features)")
-            entry = {**options, "name": name} if isinstance(options, Mapping) else options
-            features.append(_converter.structure(entry, QueryFeature))
-        except _FAULTS as error:  # collected, as cattrs collects a list's faults
-            note = IterableValidationNote(f"feature {name}", name, QueryFeature)
-            error.__notes__ = [*getattr(error, "__notes__", []), note]
-            errors.append(error)
-    if errors:
-        raise IterableValidationError("While structuring features", errors, tuple[QueryFeature, ...])
-    return tuple(features)
+    return structure_named(value, QueryFeature, _converter)
 
 
 def _unstructure_features(features: tuple[QueryFeature, ...]) -> dict[str, Any]:
